@@ -1,0 +1,74 @@
+"""What the runner needs from an algorithm, whatever runs it (the C library, a remote engine)."""
+
+import enum
+import json
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+
+class JobState(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+
+@dataclass(frozen=True, slots=True)
+class JobStatus:
+    state: JobState
+    progress: int
+    result: Any = None
+    error: str | None = None
+
+
+class AlgorithmError(Exception):
+    """Base of what an algorithm raises."""
+
+
+class InputRejected(AlgorithmError):
+    """The algorithm refuses this input; the message says why."""
+
+
+class PollFailed(AlgorithmError):
+    """One poll failed; the runner retries it."""
+
+
+class Algorithm(Protocol):
+    """An algorithm's jobs: submit, poll, wait, cancel, release. Never blocks the loop."""
+
+    name: str
+
+    def validate(self, payload: dict[str, Any]) -> None:
+        """Raises InputRejected when `payload` would be refused by submit."""
+
+    async def submit(self, payload: dict[str, Any], *, task_id: str) -> Any:
+        """Starts a job for the task and returns its handle at once."""
+
+    async def poll(self, handle: Any) -> JobStatus:
+        """The job's state now; raises PollFailed when the poll itself failed."""
+
+    async def wait(self, handle: Any, timeout_s: float) -> None:
+        """Returns when the job may have finished, or after `timeout_s`."""
+
+    async def cancel(self, handle: Any) -> None:
+        """Asks the job to stop; it then reports CANCELLED."""
+
+    def release(self, handle: Any) -> None:
+        """Frees what the handle holds; the handle is dead afterwards."""
+
+
+@runtime_checkable
+class AcceptsCallbacks(Protocol):
+    """An algorithm whose engine also reports by callback (POST /v1/tasks/{id}/callback)."""
+
+    def deliver(self, handle: Any, status: JobStatus) -> None:
+        """Hands a reported status to the job's handle and wakes its waiter."""
+
+
+def compact_json(payload: dict[str, Any]) -> str:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)

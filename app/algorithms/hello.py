@@ -1,0 +1,60 @@
+"""The built-in algorithm: the C library in clib/ ("sleep 3 s, then output hello world")."""
+
+from typing import Any
+
+from app.algorithms.base import (
+    InputRejected,
+    JobState,
+    JobStatus,
+    PollFailed,
+    compact_json,
+)
+from app.native import (
+    InvalidInputError,
+    JobWatcher,
+    NativeLibrary,
+    PollError,
+)
+
+
+class HelloAlgorithm:
+    """Adapter over the native job library. Its calls return at once (brief mutex holds
+    only), so they run on the event loop; a finished job wakes its waiter through the
+    library's notification fd."""
+
+    name = "hello"
+
+    def __init__(self, lib: NativeLibrary, watcher: JobWatcher) -> None:
+        self._lib = lib
+        self._watcher = watcher
+
+    def validate(self, payload: dict[str, Any]) -> None:
+        try:
+            self._lib.validate(compact_json(payload))
+        except InvalidInputError as exc:
+            raise InputRejected(str(exc)) from exc
+
+    async def submit(self, payload: dict[str, Any], *, task_id: str) -> int:
+        try:
+            return self._lib.submit(compact_json(payload))
+        except InvalidInputError as exc:
+            raise InputRejected(str(exc)) from exc
+
+    async def poll(self, handle: int) -> JobStatus:
+        try:
+            status = self._lib.poll(handle)
+        except PollError as exc:
+            raise PollFailed(str(exc)) from exc
+        state = status.state
+        result = {"output": status.output} if state is JobState.SUCCEEDED else None
+        return JobStatus(state=state, progress=status.progress, result=result, error=status.error)
+
+    async def wait(self, handle: int, timeout_s: float) -> None:
+        await self._watcher.wait_finished(handle, timeout_s)
+
+    async def cancel(self, handle: int) -> None:
+        self._lib.cancel(handle)
+
+    def release(self, handle: int) -> None:
+        self._watcher.forget(handle)
+        self._lib.free(handle)

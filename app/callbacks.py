@@ -1,0 +1,176 @@
+"""Signed callbacks of external engines: `POST /v1/tasks/{id}/callback`.
+
+Header `X-Taskbeat-Signature: t=<unix seconds>,v1=<hex>`, where hex is
+HMAC-SHA256(secret, f"{t}.{raw body}"). Either the current or the previous secret (while
+rotating) is accepted; more than 300 s of skew is stale; a signature is accepted once.
+"""
+
+import hashlib
+import hmac
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from redis.exceptions import RedisError
+
+from app import store
+from app.algorithms.base import AcceptsCallbacks, JobState, JobStatus
+from app.errors import Conflict, InvalidRequest, StoreUnavailable, Unauthorized
+from app.models import TaskPublic, TaskStatus
+from app.runner.updates import PROGRESS, STATUS, Update
+from app.service import TaskService
+from app.store import Outcome
+
+log = logging.getLogger(__name__)
+SIGNATURE_HEADER = "X-Taskbeat-Signature"
+MAX_SKEW_S = 300
+SEEN_TTL_S = 600
+RUN_END_WAIT_S = 5.0
+REPORTABLE = {TaskStatus.RUNNING, TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED}
+
+
+def sign(secret: str, body: bytes, timestamp: int) -> str:
+    """The header value an engine sends with `body` (what the docs' example computes)."""
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return f"t={timestamp},v1={digest.hexdigest()}"
+
+
+def verify_signature(
+    header: str | None, body: bytes, secrets: list[str], *, now: float
+) -> tuple[str, str]:
+    """Returns (t, v1) of a valid, fresh signature; raises Unauthorized otherwise."""
+    if not secrets:
+        raise Unauthorized("callbacks are disabled: TASKBEAT_CALLBACK_SECRET is not set")
+    if not header:
+        raise Unauthorized(f"missing {SIGNATURE_HEADER} header")
+    parts = dict(part.strip().partition("=")[::2] for part in header.split(","))
+    timestamp, signature = parts.get("t", ""), parts.get("v1", "")
+    if not timestamp.isdigit() or not signature:
+        raise Unauthorized(f"{SIGNATURE_HEADER} must be t=<unix seconds>,v1=<hex>")
+    if abs(now - int(timestamp)) > MAX_SKEW_S:
+        raise Unauthorized(f"stale signature: more than {MAX_SKEW_S} s of clock skew")
+    signed = f"{timestamp}.".encode() + body
+    for secret in secrets:
+        expected = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+        if hmac.compare_digest(expected, signature.lower()):
+            return timestamp, signature.lower()
+    raise Unauthorized("bad signature")
+
+
+class CallbackReport(BaseModel):
+    """What an engine reports about a task."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: TaskStatus | None = None
+    progress: int | None = Field(default=None, ge=0, le=100)
+    result: Any = None
+    error: str | None = Field(default=None, max_length=10_000)
+
+
+@dataclass
+class CallbackReceiver:
+    service: TaskService
+
+    def _secrets(self) -> list[str]:
+        settings = self.service.settings
+        return [s for s in (settings.callback_secret, settings.callback_secret_previous) if s]
+
+    async def _first_use(self, timestamp: str, signature: str) -> bool:
+        live = self.service.live
+        try:
+            key = live.keys.callback_seen(timestamp, signature)
+            return bool(await live.client.set(key, 1, nx=True, ex=SEEN_TTL_S))
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable("cannot check callbacks for replays: redis away") from exc
+
+    async def receive(self, task_id: str, header: str | None, body: bytes) -> TaskPublic:
+        """Authenticates, then applies a report to the task (409 when it cannot apply)."""
+        timestamp, signature = verify_signature(header, body, self._secrets(), now=time.time())
+        try:
+            report = CallbackReport.model_validate_json(body)
+        except ValidationError as exc:
+            raise InvalidRequest(f"callback body: {exc.errors()[0]['msg']}") from exc
+        if not await self._first_use(timestamp, signature):
+            raise Unauthorized("replayed signature: this callback was already received")
+        return await self.apply(task_id, report)
+
+    async def apply(self, task_id: str, report: CallbackReport) -> TaskPublic:
+        service = self.service
+        task = await service.get(task_id)
+        if task.status.finished:
+            raise Conflict(f"task {task_id} already finished: {task.status.value}")
+        if report.status is not None and report.status not in REPORTABLE:
+            raise Conflict(f"an engine cannot move a task to {report.status.value}")
+        if task.status is not TaskStatus.RUNNING:
+            raise Conflict(f"task {task_id} is {task.status.value}, not running")
+        finishing = report.status is not None and report.status.finished
+        run = service.runner.local_run(task_id)
+        if run is not None and run.attempt == task.attempt and run.handle is not None:
+            adapter = run.adapter
+            if report.progress is not None:
+                run.progress = max(run.progress, report.progress)
+            if isinstance(adapter, AcceptsCallbacks):
+                state = JobState(report.status) if finishing and report.status else JobState.RUNNING
+                progress = report.progress if report.progress is not None else run.progress
+                adapter.deliver(run.handle, JobStatus(state, progress, report.result, report.error))
+                if finishing:
+                    with anyio.move_on_after(RUN_END_WAIT_S):
+                        await run.ended.wait()
+                    return await service.get(task_id)
+        if finishing:
+            return await self._finish(task, report)
+        if report.progress is not None:
+            await self._progress(task, report.progress)
+        return await service.get(task_id)
+
+    async def _finish(self, task: TaskPublic, report: CallbackReport) -> TaskPublic:
+        """Finishes a task not run here (or not by a callback-aware adapter), through the
+        same conditional update as the runner: exactly once, and only for that attempt."""
+        service = self.service
+        row = await store.get_task(service.db, task_id=task.task_id)
+        assert report.status is not None
+        if row is None or row.owner is None:
+            raise Conflict(f"task {task.task_id} has no holder now; retry the callback")
+        progress = 100 if report.status is TaskStatus.SUCCEEDED else (report.progress or 0)
+        outcome = Outcome(
+            report.status,
+            max(task.progress, progress),
+            report.result if report.status is TaskStatus.SUCCEEDED else None,
+            None
+            if report.status is TaskStatus.SUCCEEDED
+            else (report.error or "reported by the engine"),
+            row.poll_failures,
+        )
+        won = await store.finish_run(
+            service.db, task_id=task.task_id, owner=row.owner, attempt=row.attempt, outcome=outcome
+        )
+        if not won:
+            current = await service.get(task.task_id)
+            raise Conflict(f"task {task.task_id} changed meanwhile: {current.status.value}")
+        await service.updates.status_changed(task.task_id, report.status, row.attempt, progress)
+        run = service.runner.local_run(task.task_id)
+        if run is not None:
+            run.scope.cancel()  # finished by the engine's word: the local run has nothing to add
+        return await service.get(task.task_id)
+
+    async def _progress(self, task: TaskPublic, progress: int) -> None:
+        await self.service.updates.progress_changed(task.task_id, task.attempt, progress)
+
+
+def apply_foreign_update(service: TaskService, update: Update) -> None:
+    """Another replica's update of a task this replica runs: a callback's progress reaches
+    the run; a finish written elsewhere stops the run (its own write could only lose)."""
+    run = service.runner.local_run(update.task_id)
+    if run is None or run.adapter is None:
+        return
+    if update.kind == PROGRESS and update.attempt == run.attempt:
+        run.progress = max(run.progress, update.progress)
+        if isinstance(run.adapter, AcceptsCallbacks) and run.handle is not None:
+            run.adapter.deliver(run.handle, JobStatus(JobState.RUNNING, update.progress))
+    elif update.kind == STATUS and update.status and TaskStatus(update.status).finished:
+        log.info("task %s: finished on another replica; stopping the local run", update.task_id)
+        run.scope.cancel()

@@ -1,0 +1,163 @@
+"""`taskbeat heartbeats`: the health monitor's view, read straight from Redis (no API).
+
+Lists the running tasks with the age of their last heartbeat and their replica, flags
+those silent for more than 3 heartbeat intervals as STALE, and exits like a Nagios or
+Kubernetes check: 0 healthy, 2 some task stale, 3 Redis unreachable (or not configured).
+"""
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import redis
+from pydantic import ValidationError
+from redis.exceptions import RedisError
+
+from app.cli_output import print_table
+from app.core.config import Settings
+from app.runner.keys import RedisKeys
+
+EXIT_OK, EXIT_STALE, EXIT_UNREACHABLE = 0, 2, 3
+STALE_AFTER_INTERVALS = 3
+# Heartbeats are stored in whole seconds: the true beat lies within a second after the score.
+BEAT_RESOLUTION_S = 1.0
+REDIS_TIMEOUT_S = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class TaskBeat:
+    task_id: str
+    heartbeat_at: float
+    heartbeat_age_s: float
+    progress: int | None
+    replica: str | None
+    replica_age_s: float | None
+    stale: bool
+
+
+def read_beats(client: "redis.Redis", keys: RedisKeys, *, stale_after_s: float) -> list[TaskBeat]:
+    """Every task in the heartbeat set, oldest beat first, in one round trip."""
+    pipe = client.pipeline(transaction=False)
+    pipe.zrange(keys.heartbeats, 0, -1, withscores=True)
+    pipe.hgetall(keys.progress)
+    pipe.hgetall(keys.task_replica)
+    pipe.zrange(keys.replicas, 0, -1, withscores=True)
+    beats, progress, task_replica, replicas = pipe.execute()
+    now = time.time()
+    replica_beat = dict(replicas)
+    found = []
+    for task_id, beat in beats:
+        replica = task_replica.get(task_id)
+        replica_at = replica_beat.get(replica)
+        found.append(
+            TaskBeat(
+                task_id=task_id,
+                heartbeat_at=beat,
+                heartbeat_age_s=round(now - beat, 1),
+                progress=int(progress[task_id]) if task_id in progress else None,
+                replica=replica,
+                replica_age_s=None if replica_at is None else round(now - replica_at, 1),
+                stale=now - (beat + BEAT_RESOLUTION_S) > stale_after_s,
+            )
+        )
+    return sorted(found, key=lambda task: task.heartbeat_at)
+
+
+def _print_human(beats: list[TaskBeat]) -> None:
+    if not beats:
+        return
+    print_table(
+        ("TASK_ID", "HEARTBEAT_AGE_S", "PROGRESS", "REPLICA", "REPLICA_AGE_S", "STATE"),
+        [
+            (
+                b.task_id,
+                f"{b.heartbeat_age_s:.1f}",
+                None if b.progress is None else f"{b.progress}%",
+                b.replica,
+                None if b.replica_age_s is None else f"{b.replica_age_s:.1f}",
+                "STALE" if b.stale else "ok",
+            )
+            for b in beats
+        ],
+    )
+
+
+def _tasks(count: int) -> str:
+    return f"{count} task" if count == 1 else f"{count} tasks"
+
+
+def _summary(beats: list[TaskBeat], stale_after_s: float) -> str:
+    stale = [b for b in beats if b.stale]
+    if stale:
+        return (
+            f"STALE: {len(stale)} of {_tasks(len(beats))} running without a heartbeat for over "
+            f"{stale_after_s:g} s: {', '.join(b.task_id for b in stale)}"
+        )
+    return f"OK: {_tasks(len(beats))} running, every heartbeat within {stale_after_s:g} s"
+
+
+def heartbeats(args: argparse.Namespace) -> int:
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"UNKNOWN: bad configuration: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    redis_url = args.redis_url or settings.redis_url
+    if not redis_url:
+        print(
+            "UNKNOWN: no Redis to read: set TASKBEAT_REDIS_URL or --redis-url "
+            "(the embedded Redis of `taskbeat serve` is private to it)",
+            file=sys.stderr,
+        )
+        return EXIT_UNREACHABLE
+    interval_s = args.interval_s or settings.heartbeat_interval_s
+    stale_after_s = STALE_AFTER_INTERVALS * interval_s
+    keys = RedisKeys(args.redis_prefix if args.redis_prefix is not None else settings.redis_prefix)
+    client = redis.Redis.from_url(
+        redis_url,
+        decode_responses=True,
+        socket_connect_timeout=REDIS_TIMEOUT_S,
+        socket_timeout=REDIS_TIMEOUT_S,
+    )
+    try:
+        beats = read_beats(client, keys, stale_after_s=stale_after_s)
+    except (RedisError, OSError) as exc:
+        print(f"UNKNOWN: cannot read Redis: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    finally:
+        client.close()
+    summary = _summary(beats, stale_after_s)
+    if args.json:
+        body: dict[str, Any] = {
+            "ok": not any(b.stale for b in beats),
+            "stale_after_s": stale_after_s,
+            "tasks": [asdict(b) for b in beats],
+            "summary": summary,
+        }
+        print(json.dumps(body, indent=2))
+    else:
+        _print_human(beats)
+        print(summary)
+    return EXIT_STALE if any(b.stale for b in beats) else EXIT_OK
+
+
+def add_command(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Adds `heartbeats` to the `taskbeat` parser."""
+    parser = commands.add_parser(
+        "heartbeats",
+        help="running tasks and their heartbeats, from Redis; exit 2 if any is stale",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--redis-url", help="default TASKBEAT_REDIS_URL")
+    parser.add_argument("--redis-prefix", help="default TASKBEAT_REDIS_PREFIX")
+    parser.add_argument(
+        "--interval-s",
+        type=float,
+        help="heartbeat interval (default TASKBEAT_HEARTBEAT_INTERVAL_S)",
+    )
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    parser.set_defaults(handler=heartbeats)

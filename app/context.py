@@ -1,0 +1,121 @@
+"""Everything one replica holds while it runs, built and torn down by the app's lifespan."""
+
+import logging
+import os
+import secrets
+import socket
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from functools import partial
+
+import anyio
+import httpx
+import redis.asyncio as aioredis
+
+from app.algorithms.hello import HelloAlgorithm
+from app.algorithms.registry import Registry
+from app.algorithms.remote import RemoteAlgorithm
+from app.callbacks import CallbackReceiver, apply_foreign_update
+from app.core.config import Settings
+from app.core.db import Database
+from app.core.migrations import upgrade_to_head
+from app.core.redis import EmbeddedRedis, create_client
+from app.native import JobWatcher, load_library
+from app.runner.keys import RedisKeys
+from app.runner.live import LiveState
+from app.runner.runner import Runner
+from app.runner.updates import UpdateHub
+from app.service import TaskService
+from app.watch import TaskWatcher
+
+log = logging.getLogger(__name__)
+
+
+def new_replica_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+@dataclass
+class ReplicaContext:
+    settings: Settings
+    replica_id: str
+    db: Database
+    redis: "aioredis.Redis"
+    live: LiveState
+    runner: Runner
+    service: TaskService
+    updates: UpdateHub
+    watch: TaskWatcher
+    callbacks: CallbackReceiver
+
+
+async def _redis_url(settings: Settings, stack: AsyncExitStack) -> str:
+    if settings.redis_url:
+        return settings.redis_url
+    embedded = EmbeddedRedis()
+    await anyio.to_thread.run_sync(embedded.start)
+    stack.push_async_callback(anyio.to_thread.run_sync, embedded.stop)
+    return embedded.url
+
+
+@asynccontextmanager
+async def running_replica(settings: Settings) -> AsyncIterator[ReplicaContext]:
+    """Migrates, connects, starts the runner; on exit drains it and closes every client."""
+    replica_id = new_replica_id()
+    await anyio.to_thread.run_sync(upgrade_to_head, settings.database_url)
+    async with AsyncExitStack() as stack:
+        db = Database(settings.database_url)
+        stack.push_async_callback(db.dispose)
+        redis_client = create_client(await _redis_url(settings, stack))
+        stack.push_async_callback(redis_client.aclose)
+        live = LiveState(redis_client, RedisKeys(settings.redis_prefix), replica_id)
+
+        library = load_library()
+        watcher = JobWatcher.for_library(library)
+        registry = Registry()
+        registry.add(HelloAlgorithm(library, watcher))
+        http_client = httpx.AsyncClient()
+        stack.push_async_callback(http_client.aclose)
+        for remote in settings.remote_algorithms:
+            registry.add(RemoteAlgorithm(remote, http_client))
+        updates = UpdateHub(redis_client, live.keys, replica_id)
+
+        runner = Runner(
+            settings=settings,
+            db=db,
+            live=live,
+            registry=registry,
+            replica_id=replica_id,
+            updates=updates,
+        )
+        service = TaskService(
+            settings=settings, db=db, live=live, runner=runner, registry=registry, updates=updates
+        )
+        updates.on_foreign_update = partial(apply_foreign_update, service)
+        updates.runs_here = lambda task_id: runner.local_run(task_id) is not None
+        watch = TaskWatcher(service, updates)
+        callbacks = CallbackReceiver(service)
+        async with anyio.create_task_group() as tg:
+            await tg.start(watcher.run)
+            await tg.start(updates.run)
+            await tg.start(runner.run)
+            log.info("replica %s ready", replica_id)
+            try:
+                yield ReplicaContext(
+                    settings,
+                    replica_id,
+                    db,
+                    redis_client,
+                    live,
+                    runner,
+                    service,
+                    updates,
+                    watch,
+                    callbacks,
+                )
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await runner.drain(settings.shutdown_grace_s)
+                tg.cancel_scope.cancel()
+        log.info("replica %s stopped", replica_id)

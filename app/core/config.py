@@ -1,0 +1,123 @@
+"""Every setting of the service, read from TASKBEAT_* environment variables and `.env`."""
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Self
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class RemoteAlgorithmConfig(BaseModel):
+    """An external engine, registered by the operator (never from a request)."""
+
+    name: str = Field(min_length=1, max_length=64)
+    submit_url: str = Field(description="POST {task_id, input} here; answers {job_id}")
+    result_url: str = Field(description="GET the job's state here; contains {job_id}")
+    cancel_url: str | None = Field(default=None, description="POST here to cancel; {job_id}")
+    auth_header: str | None = Field(default=None, description="Authorization header value")
+    request_timeout_s: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if "{job_id}" not in self.result_url:
+            raise ValueError(f"result_url of {self.name!r} must contain {{job_id}}")
+        return self
+
+
+class Settings(BaseSettings):
+    """One place for every knob; `.env.example` lists each with its default."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TASKBEAT_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_parse_none_str="",  # `KEY=` means "unset", as .env.example writes it
+        extra="ignore",
+    )
+
+    database_url: str = Field(
+        default="sqlite:///./var/taskbeat.db",
+        description="SQLAlchemy URL: sqlite:///path or postgresql://user@host/db",
+    )
+    redis_url: str | None = Field(
+        default=None,
+        description="redis://host:port/db; unset starts an embedded redis-server child process",
+    )
+    redis_prefix: str = Field(default="taskbeat:", description="prefix of every Redis key")
+    host: str = Field(default="127.0.0.1", description="address `taskbeat serve` binds")
+    port: int = Field(default=8000, ge=1, le=65535, description="port `taskbeat serve` binds")
+
+    poll_interval_s: float = Field(default=3.0, gt=0, description="seconds between two polls")
+    poll_max_retries: int = Field(
+        default=5, ge=0, description="failed polls in a row survived; one more fails the task"
+    )
+    heartbeat_interval_s: float = Field(
+        default=2.0, gt=0, description="seconds between two heartbeats of a replica"
+    )
+    lease_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="seconds a replica owns its tasks without beating; default 3 heartbeats",
+    )
+    task_timeout_s: int = Field(default=3600, ge=1, description="default timeout of a task")
+    max_timeout_s: int = Field(default=86400, ge=1, description="largest timeout_s a task may ask")
+    max_active: int = Field(
+        default=10000, ge=1, description="tasks one replica runs at once; the rest wait FIFO"
+    )
+    max_pending: int = Field(
+        default=100000, ge=1, description="tasks waiting on one replica before creates get 429"
+    )
+    max_attempts: int = Field(
+        default=3, ge=1, description="runs of a task whose replica died before it is failed"
+    )
+    max_body_bytes: int = Field(default=1 << 20, ge=1024, description="largest request body")
+    progress_persist_interval_s: float = Field(
+        default=5.0, gt=0, description="seconds between two saves of running progress"
+    )
+    shutdown_grace_s: float = Field(
+        default=10.0, ge=0, description="seconds running tasks may finish after SIGTERM"
+    )
+    callback_secret: str | None = Field(
+        default=None, description="HMAC secret that signs engine callbacks"
+    )
+    callback_secret_previous: str | None = Field(
+        default=None, description="second accepted callback secret, while rotating"
+    )
+    remote_algorithms: list[RemoteAlgorithmConfig] = Field(
+        default=[],
+        description='external engines as JSON: [{"name", "submit_url", "result_url", ...}]',
+    )
+    sse_keepalive_s: float = Field(
+        default=15.0, gt=0, description="seconds between keep-alive comments of event streams"
+    )
+    log_level: str = Field(default="info", description="debug, info, warning or error")
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.task_timeout_s > self.max_timeout_s:
+            raise ValueError("task_timeout_s must not exceed max_timeout_s")
+        if self.lease_s is not None and self.lease_s <= self.heartbeat_interval_s:
+            raise ValueError("lease_s must be longer than heartbeat_interval_s")
+        if not self.database_url.startswith(("sqlite", "postgresql", "postgres")):
+            raise ValueError("database_url must be a sqlite:// or postgresql:// URL")
+        return self
+
+    @property
+    def lease_duration_s(self) -> float:
+        """How long a replica's ownership of its tasks lasts without a heartbeat."""
+        return self.lease_s if self.lease_s is not None else 3 * self.heartbeat_interval_s
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The database file when the store is SQLite (None in memory or on PostgreSQL)."""
+        if not self.database_url.startswith("sqlite"):
+            return None
+        path = self.database_url.split("///", 1)[-1]
+        return None if path in ("", ":memory:") else Path(path)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

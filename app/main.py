@@ -1,0 +1,36 @@
+"""create_app(): the FastAPI application, its lifespan, routes and error handlers."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app.api.errors import install_error_handlers
+from app.api.limits import BodySizeLimit
+from app.api.routes import health, meta, tasks, updates
+from app.context import running_replica
+from app.core.config import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with running_replica(settings) as context:
+            app.state.context = context
+            yield
+
+    app = FastAPI(
+        title="taskbeat",
+        version="0.1.0",
+        summary="Long tasks over REST, run in-process, no message queue.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    install_error_handlers(app)
+    app.include_router(tasks.router)
+    app.include_router(updates.router)
+    app.include_router(meta.router)
+    app.include_router(health.router)
+    return app

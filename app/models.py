@@ -1,0 +1,145 @@
+"""The task's statuses and the Task model ladder: TaskCreate -> Task (table) -> TaskPublic."""
+
+import enum
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import field_validator
+from sqlalchemy import JSON, DateTime, Index, String, TypeDecorator
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlmodel import Column, Field, SQLModel
+
+
+class TaskStatus(enum.StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+
+    @property
+    def finished(self) -> bool:
+        return self in FINISHED
+
+
+FINISHED: frozenset[TaskStatus] = frozenset(
+    {TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.TIMED_OUT}
+)
+UNFINISHED: frozenset[TaskStatus] = frozenset(set(TaskStatus) - FINISHED)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_task_id() -> str:
+    return str(uuid.uuid4())
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+JSONValue = JSON().with_variant(JSONB(), "postgresql")
+
+
+def _time_column(*, nullable: bool = True) -> Any:
+    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable))
+
+
+class TaskCreate(SQLModel):
+    """What a client sends to create a task."""
+
+    algorithm: str = Field(min_length=1, max_length=64)
+    input: dict[str, Any] = Field(default_factory=dict)
+    timeout_s: int | None = Field(default=None, ge=1)
+
+    @field_validator("algorithm")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        return value.strip()
+
+
+class Task(SQLModel, table=True):
+    """One task as stored: the single source of truth."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (
+        Index("ix_tasks_created", "created_at", "task_id"),
+        Index("ix_tasks_status_created", "status", "created_at"),
+        Index("ix_tasks_owner_status", "owner", "status"),
+        Index("ix_tasks_lease", "status", "lease_expires_at"),
+    )
+
+    task_id: str = Field(primary_key=True, max_length=36)
+    algorithm: str = Field(max_length=64, index=True)
+    status: TaskStatus = Field(sa_column=Column(String(16), nullable=False))
+    progress: int = 0
+    input: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONValue))
+    result: Any = Field(default=None, sa_column=Column(JSONValue, nullable=True))
+    error: str | None = None
+    attempt: int = 0
+    poll_failures: int = 0
+    timeout_s: int
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    started_at: datetime | None = _time_column()
+    finished_at: datetime | None = _time_column()
+    # Ownership: the replica that runs (or queued) the task and until when it holds it.
+    owner: str | None = Field(default=None, max_length=64)
+    lease_expires_at: datetime | None = _time_column()
+    cancel_requested: bool = False
+
+
+class TaskEvent(SQLModel, table=True):
+    """One status change of a task: the audit trail that shows each task finished once."""
+
+    __tablename__ = "task_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    task_id: str = Field(max_length=36, index=True)
+    from_status: str | None = Field(default=None, max_length=16)
+    to_status: str = Field(max_length=16)
+    replica: str | None = Field(default=None, max_length=64)
+    attempt: int = 0
+    at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class TaskPublic(SQLModel):
+    """A task as clients see it."""
+
+    task_id: str
+    algorithm: str
+    status: TaskStatus
+    progress: int
+    input: dict[str, Any]
+    result: Any
+    error: str | None
+    attempt: int
+    poll_failures: int
+    timeout_s: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    heartbeat_at: datetime | None = None
+
+
+class TaskPage(SQLModel):
+    items: list[TaskPublic]
+    next_cursor: str | None

@@ -1,0 +1,29 @@
+"""The native "hello" algorithm (clib/) and its event-loop glue."""
+
+from app.algorithms.base import JobState
+from app.native._lib import (
+    EXPECTED_API_VERSION,
+    MAX_INPUT_BYTES,
+    InvalidHandleError,
+    InvalidInputError,
+    JobStatus,
+    NativeError,
+    NativeLibrary,
+    PollError,
+    load_library,
+)
+from app.native.watcher import JobWatcher
+
+__all__ = [
+    "EXPECTED_API_VERSION",
+    "MAX_INPUT_BYTES",
+    "InvalidHandleError",
+    "InvalidInputError",
+    "JobState",
+    "JobStatus",
+    "JobWatcher",
+    "NativeError",
+    "NativeLibrary",
+    "PollError",
+    "load_library",
+]

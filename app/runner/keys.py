@@ -1,0 +1,62 @@
+"""Every Redis key of taskbeat, in one place. Monitors read these directly."""
+
+from dataclasses import dataclass
+
+HEARTBEAT_TTL_S = 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class RedisKeys:
+    prefix: str = "taskbeat:"
+
+    def heartbeat(self, task_id: str) -> str:
+        """string: unix seconds of the task's last heartbeat; TTL 24 h; deleted on finish."""
+        return f"{self.prefix}hb:{task_id}"
+
+    @property
+    def heartbeats(self) -> str:
+        """sorted set: member task_id, score its last heartbeat time."""
+        return f"{self.prefix}heartbeats"
+
+    def active(self, algorithm: str) -> str:
+        """string (integer): tasks of that algorithm running now, over all replicas."""
+        return f"{self.prefix}active:{algorithm}"
+
+    def active_by_replica(self, algorithm: str) -> str:
+        """hash: field replica id, value that replica's running tasks of the algorithm
+        (`active:{algorithm}` is their sum, so a dead replica's share can be dropped)."""
+        return f"{self.prefix}active-by-replica:{algorithm}"
+
+    @property
+    def replicas(self) -> str:
+        """sorted set: member replica id, score its last beat (unix seconds, fractional)."""
+        return f"{self.prefix}replicas"
+
+    @property
+    def progress(self) -> str:
+        """hash: field task_id, value the running task's last progress (0-100)."""
+        return f"{self.prefix}progress"
+
+    @property
+    def task_replica(self) -> str:
+        """hash: field task_id, value the id of the replica running it (while it runs)."""
+        return f"{self.prefix}task-replica"
+
+    @property
+    def sweeper_lock(self) -> str:
+        """string: token of the replica sweeping now (expires on its own)."""
+        return f"{self.prefix}lock:sweeper"
+
+    @property
+    def cancel_channel(self) -> str:
+        """pub/sub channel: task ids whose cancel was asked on any replica."""
+        return f"{self.prefix}cancel"
+
+    @property
+    def updates_channel(self) -> str:
+        """pub/sub channel: JSON task updates (status changes, progress, callbacks) for waiters."""
+        return f"{self.prefix}updates"
+
+    def callback_seen(self, timestamp: str, signature: str) -> str:
+        """string: a callback signature already accepted (replay guard); expires after 600 s."""
+        return f"{self.prefix}callback-seen:{timestamp}:{signature}"

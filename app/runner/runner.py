@@ -1,0 +1,374 @@
+"""One replica's runner: admits tasks, runs each as an anyio task, and ends each exactly once.
+
+A run: start (pending -> running, conditional) -> submit -> poll until the job finishes
+(woken at once by the algorithm, else every poll interval) -> persist the outcome
+(conditional on owner and attempt, so a replica that lost the task writes nothing).
+"""
+
+import logging
+import math
+import random
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+
+from app import store
+from app.algorithms.base import Algorithm, AlgorithmError, InputRejected, PollFailed
+from app.algorithms.registry import Registry
+from app.core.config import Settings
+from app.core.db import Database
+from app.errors import InvalidRequest, Saturated, StoreUnavailable
+from app.models import Task
+from app.models import TaskStatus as Status
+from app.runner.lag import LoopLagMonitor
+from app.runner.live import LiveState
+from app.runner.policy import outcome_of, retry_delay_s
+from app.runner.updates import UpdateHub
+from app.store import Outcome
+
+log = logging.getLogger(__name__)
+CLEANUP_TIMEOUT_S = 5.0
+FINAL_WRITE_RETRY_S = 300.0
+START_RETRY_DELAY_S = 1.0
+POLL_JITTER = 0.1
+
+
+@dataclass(eq=False)
+class LocalRun:
+    """A task that holds one of this replica's run slots."""
+
+    task_id: str
+    algorithm: str = ""
+    attempt: int = 0
+    progress: int = 0
+    poll_failures: int = 0
+    handle: Any = None
+    adapter: Algorithm | None = None
+    cancel_requested: bool = False
+    started_s: float = 0.0  # monotonic time the run started (0 until then)
+    persisting: bool = False
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    ended: anyio.Event = field(default_factory=anyio.Event)
+
+
+class Runner:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        db: Database,
+        live: LiveState,
+        registry: Registry,
+        replica_id: str,
+        updates: UpdateHub,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.live = live
+        self.registry = registry
+        self.replica_id = replica_id
+        self.updates = updates
+        self.accepting = False
+        self._waiting: deque[str] = deque()
+        self._runs: dict[str, LocalRun] = {}
+        self._tg: TaskGroup | None = None
+        self._runs_changed = anyio.Event()
+        self._saved_progress: dict[str, tuple[int, int]] = {}
+        self.last_progress_save_s = 0.0
+        self.last_renewal_s = time.monotonic()
+        self._lease_until = store.lease_deadline(settings.lease_duration_s)
+        self._active: Counter[str] = Counter()
+        self.loop_lag = LoopLagMonitor()
+
+    # ----- admission -------------------------------------------------------------------
+
+    @property
+    def running_count(self) -> int:
+        return len(self._runs)
+
+    @property
+    def waiting_count(self) -> int:
+        return len(self._waiting)
+
+    @property
+    def has_room(self) -> bool:
+        """Whether one more task may queue here."""
+        return len(self._waiting) < self.settings.max_pending
+
+    def check_capacity(self) -> None:
+        """Raises when this replica should not take one more task now."""
+        if not self.accepting:
+            raise StoreUnavailable("this replica is shutting down; retry on another one")
+        if not self.has_room:
+            raise Saturated(
+                f"{len(self._waiting)} tasks already wait on this replica",
+                retry_after_s=max(1, math.ceil(self.settings.poll_interval_s)),
+            )
+
+    def enqueue(self, task_id: str) -> None:
+        """Runs the task now if a slot is free, else queues it (FIFO)."""
+        if task_id in self._runs or task_id in self._waiting:
+            return
+        self._waiting.append(task_id)
+        self._admit()
+
+    def _admit(self) -> None:
+        while (
+            self.accepting
+            and self._tg is not None
+            and self._waiting
+            and len(self._runs) < self.settings.max_active
+        ):
+            run = LocalRun(self._waiting.popleft())
+            self._runs[run.task_id] = run
+            self._tg.start_soon(self._run, run, name=f"task {run.task_id}")
+
+    def local_run(self, task_id: str) -> LocalRun | None:
+        return self._runs.get(task_id)
+
+    def local_progress(self, task_id: str) -> int | None:
+        run = self._runs.get(task_id)
+        return None if run is None or run.adapter is None else run.progress
+
+    # ----- cancel ----------------------------------------------------------------------
+
+    async def cancel_local(self, task_id: str) -> LocalRun | None:
+        """Stops a run of this replica through its algorithm; returns it (or None)."""
+        run = self._runs.get(task_id)
+        if run is None:
+            return None
+        run.cancel_requested = True
+        if run.adapter is not None and run.handle is not None:
+            try:
+                await run.adapter.cancel(run.handle)
+            except AlgorithmError as exc:
+                log.warning("task %s: cancel failed: %s", task_id, exc)
+        return run
+
+    def lease_until(self) -> datetime:
+        """The lease a task of this replica gets: the replica's own deadline, renewed by each
+        heartbeat, so all its tasks lapse together soon after its last beat (never sooner
+        than the next beat is due)."""
+        floor = store.lease_deadline(self.settings.heartbeat_interval_s)
+        return max(self._lease_until, floor)
+
+    def renewed(self, *, lease_until: datetime, at_s: float) -> None:
+        self._lease_until = lease_until
+        self.last_renewal_s = at_s
+
+    def fence(self, *, held: frozenset[str], before_s: float) -> None:
+        """Stops, without writing anything, every run started before `before_s` whose task
+        this replica no longer holds: another replica took it over (or will)."""
+        for run in list(self._runs.values()):
+            lost = run.task_id not in held and 0 < run.started_s < before_s
+            if lost and not run.persisting:
+                log.warning("task %s: lease lost; stopping the local run", run.task_id)
+                run.scope.cancel()
+
+    # ----- one run ---------------------------------------------------------------------
+
+    async def _run(self, run: LocalRun) -> None:
+        try:
+            with run.scope:
+                await self._run_once(run)
+        finally:
+            self._runs.pop(run.task_id, None)
+            self._saved_progress.pop(run.task_id, None)
+            run.ended.set()
+            self._runs_changed.set()
+            self._runs_changed = anyio.Event()
+            if run.adapter is not None:
+                self._active[run.algorithm] -= 1
+                with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_TIMEOUT_S):
+                    await self.live.finished(
+                        run.task_id, run.algorithm, self._active[run.algorithm]
+                    )
+            self._admit()
+
+    async def _run_once(self, run: LocalRun) -> None:
+        try:
+            task = await store.start_run(
+                self.db,
+                task_id=run.task_id,
+                owner=self.replica_id,
+                lease_until=self.lease_until(),
+            )
+        except Exception:
+            log.exception("task %s: could not be started; retrying", run.task_id)
+            await anyio.sleep(START_RETRY_DELAY_S)
+            self._waiting.appendleft(run.task_id)
+            return
+        if task is None:
+            return  # cancelled, finished or taken over meanwhile
+        run.algorithm, run.attempt = task.algorithm, task.attempt
+        run.cancel_requested = run.cancel_requested or task.cancel_requested
+        try:
+            adapter = self.registry.get(task.algorithm)
+        except InvalidRequest as exc:
+            await self._persist(run, Outcome(Status.FAILED, 0, error=str(exc)))
+            return
+        run.adapter = adapter
+        run.started_s = time.monotonic()
+        self._active[run.algorithm] += 1
+        await self.live.started(run.task_id, run.algorithm, self._active[run.algorithm])
+        log.info("task %s: attempt %d started", run.task_id, run.attempt)
+        await self.updates.status_changed(run.task_id, Status.RUNNING, run.attempt)
+        outcome = await self._drive(run, adapter, task)
+        await self._persist(run, outcome)
+
+    async def _drive(self, run: LocalRun, adapter: Algorithm, task: Task) -> Outcome:
+        if run.cancel_requested:
+            return Outcome(Status.CANCELLED, 0, error="cancelled before it started")
+        try:
+            run.handle = await adapter.submit(task.input, task_id=task.task_id)
+        except InputRejected as exc:
+            return Outcome(Status.FAILED, 0, error=f"input refused: {exc}")
+        except AlgorithmError as exc:
+            return Outcome(Status.FAILED, 0, error=f"submit failed: {exc}")
+        job_finished = False
+        try:
+            if run.cancel_requested:
+                await adapter.cancel(run.handle)
+            with anyio.move_on_after(task.timeout_s):
+                outcome = await self._poll_until_finished(run, adapter)
+                job_finished = True
+                return outcome
+            return Outcome(
+                Status.TIMED_OUT,
+                run.progress,
+                error=f"timed out after {task.timeout_s} s",
+                poll_failures=run.poll_failures,
+            )
+        finally:
+            with anyio.CancelScope(shield=True):
+                if not job_finished:
+                    await adapter.cancel(run.handle)
+                adapter.release(run.handle)
+
+    async def _poll_until_finished(self, run: LocalRun, adapter: Algorithm) -> Outcome:
+        interval_s = self.settings.poll_interval_s
+        failures_in_a_row = 0
+        while True:
+            try:
+                status = await adapter.poll(run.handle)
+            except PollFailed as exc:
+                run.poll_failures += 1
+                failures_in_a_row += 1
+                if failures_in_a_row > self.settings.poll_max_retries:
+                    return Outcome(
+                        Status.FAILED,
+                        run.progress,
+                        error=f"gave up after {failures_in_a_row} failed polls in a row "
+                        f"(limit {self.settings.poll_max_retries} retries): {exc}",
+                        poll_failures=run.poll_failures,
+                    )
+                delay_s = retry_delay_s(failures_in_a_row, interval_s)
+            else:
+                failures_in_a_row = 0
+                run.progress = status.progress
+                if status.state.finished:
+                    return outcome_of(status, poll_failures=run.poll_failures)
+                # Jittered, so that runs started together do not all poll at the same moment.
+                delay_s = interval_s * random.uniform(1 - POLL_JITTER, 1 + POLL_JITTER)
+            await adapter.wait(run.handle, delay_s)
+
+    async def _persist(self, run: LocalRun, outcome: Outcome) -> None:
+        """Writes the outcome, retrying while the database is away (bounded)."""
+        run.persisting = True
+        delay_s = 0.5
+        with anyio.move_on_after(FINAL_WRITE_RETRY_S) as scope:
+            while True:
+                try:
+                    won = await store.finish_run(
+                        self.db,
+                        task_id=run.task_id,
+                        owner=self.replica_id,
+                        attempt=run.attempt,
+                        outcome=outcome,
+                    )
+                    break
+                except Exception as exc:
+                    log.warning("task %s: final write failed, retrying: %s", run.task_id, exc)
+                    await anyio.sleep(delay_s)
+                    delay_s = min(delay_s * 2, 5.0)
+        if scope.cancelled_caught:
+            log.error("task %s: outcome %s lost: database away", run.task_id, outcome.status)
+        elif won:
+            log.info("task %s: %s", run.task_id, outcome.status.value)
+            await self.updates.status_changed(
+                run.task_id, outcome.status, run.attempt, outcome.progress
+            )
+        else:
+            log.warning("task %s: no longer ours; outcome %s dropped", run.task_id, outcome)
+
+    # ----- the replica's loops ---------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Owns every run of this replica; started by the app's lifespan with `tg.start`."""
+        from app.runner.cancels import cancel_listener
+        from app.runner.heartbeat import heartbeat_loop
+        from app.runner.recovery import sweeper_loop
+
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            self.accepting = True
+            await tg.start(heartbeat_loop, self)
+            await tg.start(sweeper_loop, self)
+            await tg.start(cancel_listener, self)
+            await tg.start(self.loop_lag.run)
+            task_status.started()
+
+    async def drain(self, grace_s: float) -> None:
+        """Stops admitting, lets runs finish for `grace_s`, stops the rest and hands every
+        unfinished task of this replica back so that any replica takes it over at once."""
+        self.accepting = False
+        self._waiting.clear()
+        with anyio.move_on_after(grace_s):
+            while self._runs:
+                await self._runs_changed.wait()
+        for run in list(self._runs.values()):
+            run.scope.cancel()
+        with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_TIMEOUT_S):
+            while self._runs:
+                await self._runs_changed.wait()
+        with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_TIMEOUT_S):
+            try:
+                released = await store.release_all(self.db, owner=self.replica_id)
+                log.info("released %d unfinished tasks for other replicas", released)
+            except Exception as exc:
+                log.warning("could not release the unfinished tasks: %s", exc)
+            await self.live.forget_replica(self.replica_id, self.registry.names())
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
+
+    def active_counts(self) -> dict[str, int]:
+        """This replica's running tasks per registered algorithm (zeros included)."""
+        return {name: self._active[name] for name in self.registry.names()}
+
+    def running_attempts(self) -> dict[str, tuple[int, int]]:
+        """task_id -> (attempt, progress) of the runs under way."""
+        return {
+            task_id: (run.attempt, run.progress)
+            for task_id, run in self._runs.items()
+            if run.adapter
+        }
+
+    def running_progress(self) -> dict[str, int]:
+        return {task_id: run.progress for task_id, run in self._runs.items() if run.adapter}
+
+    def progress_to_save(self) -> list[tuple[str, int, int]]:
+        """(task_id, progress, poll_failures) of runs changed since the last save."""
+        changed = []
+        for task_id, run in self._runs.items():
+            if run.adapter is None:
+                continue
+            current = (run.progress, run.poll_failures)
+            if self._saved_progress.get(task_id) != current:
+                self._saved_progress[task_id] = current
+                changed.append((task_id, *current))
+        return changed

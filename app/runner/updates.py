@@ -1,0 +1,259 @@
+"""Task updates across replicas: every status change and progress move of a task is published
+on one Redis channel, and one subscriber per replica hands each message to the local waiters
+of that task (long-polls, event streams) and to the local run of that task.
+
+A message is a hint, never the truth: a waiter re-reads the task from the database when a
+status message arrives, so a lost message costs latency, never correctness. When Redis is
+away, a publish is delivered to this replica's waiters directly, and once the subscription is
+back every waiter is told to re-read (`resync`).
+"""
+
+import json
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import redis.asyncio as aioredis
+from anyio.abc import TaskStatus as StartStatus
+from redis.exceptions import RedisError
+
+from app.core.batching import GroupCommit
+from app.models import TaskStatus
+from app.runner.keys import RedisKeys
+
+log = logging.getLogger(__name__)
+STATUS = "status"
+PROGRESS = "progress"
+RESYNC = "resync"
+MAX_BUFFERED_UPDATES = 256
+MAX_UPDATES_PER_MESSAGE = 1024
+RECONNECT_MAX_DELAY_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """One message on the updates channel."""
+
+    task_id: str
+    kind: str  # STATUS, PROGRESS, or RESYNC (messages may have been lost: re-read the task)
+    status: str | None = None
+    attempt: int = 0
+    progress: int = 0
+    origin: str = ""  # the replica that published it
+
+
+def encode_message(origin: str, updates: Sequence[Update]) -> str:
+    """One message for many updates: status changes as a list, progress moves as a compact
+    {task_id: [attempt, progress]} (a heartbeat carries thousands of those)."""
+    statuses: list[tuple[str, str, str | None, int, int]] = []
+    progress: dict[str, list[int]] = {}
+    for update in updates:
+        if update.kind == PROGRESS:
+            progress[update.task_id] = [update.attempt, update.progress]
+        else:
+            fields = (update.task_id, update.kind, update.status, update.attempt, update.progress)
+            statuses.append(fields)
+    message = {"origin": origin, "statuses": statuses, "progress": progress}
+    return json.dumps(message, separators=(",", ":"))
+
+
+def decode_message(raw: str) -> tuple[str, list[Update], dict[str, list[int]]]:
+    """(origin, status updates, progress by task id); nothing for a malformed message."""
+    try:
+        message = json.loads(raw)
+        origin = str(message["origin"])
+        statuses = [
+            Update(task_id, kind, status, attempt, progress, origin)
+            for task_id, kind, status, attempt, progress in message["statuses"]
+        ]
+        return origin, statuses, dict(message["progress"])
+    except (ValueError, TypeError, KeyError):
+        log.warning("ignored a malformed update message: %.200s", raw)
+        return "", [], {}
+
+
+def event_id(status: TaskStatus, attempt: int, progress: int) -> int:
+    """A number that grows with every visible change of a task, computed the same way on
+    every replica: runs count up, and inside a run pending < running (by progress) < finished.
+    A pending task waits for run `attempt + 1`; a finished one closes that same slot."""
+    if status is TaskStatus.RUNNING:
+        run, phase = attempt, 1
+    else:
+        run, phase = attempt + 1, 0 if status is TaskStatus.PENDING else 2
+    return run * 1000 + phase * 200 + min(max(progress, 0), 100)
+
+
+class Subscription:
+    """One local waiter's queue of the updates of one task."""
+
+    def __init__(self, task_id: str) -> None:
+        self.task_id = task_id
+        self._updates: deque[Update] = deque()
+        self._ready = anyio.Event()
+
+    def put(self, update: Update) -> None:
+        if len(self._updates) >= MAX_BUFFERED_UPDATES:
+            # A waiter this far behind re-reads instead of replaying every message.
+            self._updates.clear()
+            update = Update(self.task_id, RESYNC)
+        self._updates.append(update)
+        self._ready.set()
+
+    async def next(self) -> Update:
+        while not self._updates:
+            if self._ready.is_set():
+                self._ready = anyio.Event()
+            await self._ready.wait()
+        return self._updates.popleft()
+
+
+class UpdateHub:
+    """Publishes task updates and fans them out to this replica's subscribers."""
+
+    def __init__(self, client: "aioredis.Redis", keys: RedisKeys, replica_id: str) -> None:
+        self.client = client
+        self.keys = keys
+        self.replica_id = replica_id
+        # Called with every update another replica published (the runner's hook, see service).
+        self.on_foreign_update: Callable[[Update], None] | None = None
+        # Whether a task runs on this replica (foreign progress only matters for those).
+        self.runs_here: Callable[[str], bool] = lambda _task_id: False
+        self._subscriptions: dict[str, set[Subscription]] = {}
+        self._published_progress: dict[str, tuple[int, int]] = {}
+        self._outbox: GroupCommit[list[Update], None] = GroupCommit(
+            self._publish_together, max_batch=MAX_UPDATES_PER_MESSAGE, name="updates"
+        )
+
+    # ----- local waiters ---------------------------------------------------------------
+
+    def subscriber_count(self, task_id: str | None = None) -> int:
+        if task_id is not None:
+            return len(self._subscriptions.get(task_id, ()))
+        return sum(len(subs) for subs in self._subscriptions.values())
+
+    @asynccontextmanager
+    async def subscribe(self, task_id: str) -> AsyncIterator[Subscription]:
+        """Updates of `task_id` while the context is open. Subscribe before reading the
+        task, so that no change between the read and the subscription goes unseen."""
+        subscription = Subscription(task_id)
+        self._subscriptions.setdefault(task_id, set()).add(subscription)
+        try:
+            yield subscription
+        finally:
+            subscriptions = self._subscriptions.get(task_id)
+            if subscriptions is not None:
+                subscriptions.discard(subscription)
+                if not subscriptions:
+                    del self._subscriptions[task_id]
+
+    def _dispatch(self, update: Update) -> None:
+        for subscription in list(self._subscriptions.get(update.task_id, ())):
+            subscription.put(update)
+        if update.origin != self.replica_id and self.on_foreign_update is not None:
+            try:
+                self.on_foreign_update(update)
+            except Exception:
+                log.exception("task %s: applying a foreign update failed", update.task_id)
+
+    def _receive(self, raw: str) -> None:
+        origin, statuses, progress = decode_message(raw)
+        for update in statuses:
+            self._dispatch(update)
+        foreign = origin != self.replica_id
+        for task_id, (attempt, value) in progress.items():
+            # Only tasks someone here listens to (or runs, for another replica's news).
+            if task_id in self._subscriptions or (foreign and self.runs_here(task_id)):
+                self._dispatch(Update(task_id, PROGRESS, "running", attempt, value, origin))
+
+    def _resync_all(self) -> None:
+        for task_id, subscriptions in list(self._subscriptions.items()):
+            for subscription in list(subscriptions):
+                subscription.put(Update(task_id, RESYNC))
+
+    # ----- publishing ------------------------------------------------------------------
+
+    async def _publish(self, updates: list[Update]) -> None:
+        """Never raises for Redis: when it is away, local waiters still hear the updates.
+        Updates published together (by concurrent callers) go out as one message."""
+        if updates:
+            await self._outbox.submit(updates)
+
+    async def _publish_together(self, batches: Sequence[list[Update]]) -> list[None]:
+        updates = [update for batch in batches for update in batch]
+        try:
+            message = encode_message(self.replica_id, updates)
+            await self.client.publish(self.keys.updates_channel, message)
+        except (RedisError, OSError) as exc:
+            log.warning("redis unavailable, updates delivered on this replica only: %s", exc)
+            for update in updates:
+                self._dispatch(update)
+        return [None] * len(batches)
+
+    async def status_changed(
+        self, task_id: str, status: TaskStatus, attempt: int, progress: int = 0
+    ) -> None:
+        if status.finished:
+            self._published_progress.pop(task_id, None)
+        update = Update(task_id, STATUS, status.value, attempt, progress, self.replica_id)
+        await self._publish([update])
+
+    async def progress_changed(self, task_id: str, attempt: int, progress: int) -> None:
+        self._published_progress[task_id] = (attempt, progress)
+        running = TaskStatus.RUNNING.value
+        await self._publish(
+            [Update(task_id, PROGRESS, running, attempt, progress, self.replica_id)]
+        )
+
+    async def publish_progress(self, running: Mapping[str, tuple[int, int]]) -> None:
+        """Publishes, in one round trip, the progress of the runs (task_id -> (attempt,
+        progress)) that moved since it was last published; called from the heartbeat."""
+        for task_id in set(self._published_progress) - set(running):
+            del self._published_progress[task_id]
+        status = TaskStatus.RUNNING.value
+        updates = []
+        for task_id, (attempt, progress) in running.items():
+            if self._published_progress.get(task_id, (attempt, 0)) != (attempt, progress):
+                self._published_progress[task_id] = (attempt, progress)
+                updates.append(
+                    Update(task_id, PROGRESS, status, attempt, progress, self.replica_id)
+                )
+        await self._publish(updates)
+
+    # ----- the subscriber --------------------------------------------------------------
+
+    async def _listen(self, pubsub: Any) -> None:
+        while True:
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
+            if message is not None and message.get("type") == "message":
+                self._receive(message["data"])
+
+    async def run(self, *, task_status: StartStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """The replica's one subscription; started by the lifespan with `tg.start`. Keeps
+        resubscribing while Redis is away, and starts even when Redis is away at start."""
+        started = False
+        delay_s = 0.1
+        while True:
+            pubsub = self.client.pubsub()
+            try:
+                await pubsub.subscribe(self.keys.updates_channel)
+                if started:
+                    self._resync_all()  # messages may have been missed while away
+                else:
+                    started = True
+                    task_status.started()
+                delay_s = 0.1
+                await self._listen(pubsub)
+            except (RedisError, OSError) as exc:
+                log.warning("updates subscription lost, resubscribing: %s", exc)
+            finally:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+            if not started:
+                started = True
+                task_status.started()
+            await anyio.sleep(delay_s)
+            delay_s = min(delay_s * 2, RECONNECT_MAX_DELAY_S)

@@ -1,0 +1,538 @@
+"""Persistence of tasks. Every state change is a conditional update, so racing writers
+cannot both win, and a replica that lost a task can never overwrite its new owner. Every
+status change is appended to task_events in the transaction that made it.
+
+Each function is async; its SQL runs in one transaction on a worker thread (app.core.db).
+The hot writes (create, run start, run finish) go through one group commit: writes that
+arrive together share a transaction, and each caller still waits for its own commit.
+"""
+
+import base64
+import binascii
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from weakref import WeakKeyDictionary
+
+from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy.engine import RowMapping
+
+from app.core.batching import GroupCommit
+from app.core.db import Database
+from app.errors import InvalidRequest
+from app.models import FINISHED, UNFINISHED, Task, TaskEvent, TaskStatus, utcnow
+
+# Rows one shared transaction may carry (well under SQLite's bound-parameter limit).
+MAX_BATCH = 256
+tasks = Task.__table__  # type: ignore[attr-defined]
+task_events = TaskEvent.__table__  # type: ignore[attr-defined]
+UNFINISHED_VALUES = [status.value for status in UNFINISHED]
+Transition = tuple[str, TaskStatus | None, TaskStatus, str | None, int]
+
+
+def _task(row: RowMapping) -> Task:
+    return Task.model_validate(dict(row))
+
+
+def _log(conn: Connection, transitions: Sequence[Transition]) -> None:
+    """Appends (task_id, from, to, replica, attempt) transitions in one executemany."""
+    if not transitions:
+        return
+    at = utcnow()
+    conn.execute(
+        insert(task_events),
+        [
+            {
+                "task_id": task_id,
+                "from_status": None if from_status is None else from_status.value,
+                "to_status": to_status.value,
+                "replica": replica,
+                "attempt": attempt,
+                "at": at,
+            }
+            for task_id, from_status, to_status, replica, attempt in transitions
+        ],
+    )
+
+
+def _transition(
+    conn: Connection,
+    statement: Any,
+    *,
+    task_id: str,
+    from_status: TaskStatus,
+    to_status: TaskStatus,
+    replica: str | None,
+) -> RowMapping | None:
+    """Runs a conditional UPDATE that RETURNs at least `attempt`; when it matched, logs the
+    transition. None when the row was not as the update required."""
+    row = conn.execute(statement).mappings().first()
+    if row is not None:
+        _log(conn, [(task_id, from_status, to_status, replica, row["attempt"])])
+    return row
+
+
+# ----- create ----------------------------------------------------------------------------
+
+
+async def insert_task(db: Database, *, task: Task) -> None:
+    """Stores a new task; returns once the transaction holding it has committed."""
+    await _write(db, task)
+
+
+def _insert_batch(conn: Connection, new_tasks: Sequence[Task]) -> list[None]:
+    conn.execute(insert(tasks), [task.model_dump() for task in new_tasks])
+    _log(conn, [(task.task_id, None, task.status, task.owner, task.attempt) for task in new_tasks])
+    return [None] * len(new_tasks)
+
+
+# ----- read ------------------------------------------------------------------------------
+
+
+async def get_task(db: Database, *, task_id: str) -> Task | None:
+    def read(conn: Connection) -> Task | None:
+        query = select(tasks).where(tasks.c.task_id == task_id)
+        row = conn.execute(query).mappings().first()
+        return None if row is None else _task(row)
+
+    return await db.read(read)
+
+
+async def task_history(db: Database, *, task_id: str) -> list[TaskEvent]:
+    """The task's transitions, oldest first."""
+
+    def read(conn: Connection) -> list[TaskEvent]:
+        query = (
+            select(task_events).where(task_events.c.task_id == task_id).order_by(task_events.c.id)
+        )
+        return [TaskEvent.model_validate(dict(row)) for row in conn.execute(query).mappings()]
+
+    return await db.read(read)
+
+
+def encode_cursor(task: Task) -> str:
+    raw = f"{task.created_at.isoformat()}|{task.task_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created, task_id = raw.split("|", 1)
+        return datetime.fromisoformat(created), task_id
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise InvalidRequest("cursor is not one this service gave out") from exc
+
+
+async def list_tasks(
+    db: Database,
+    *,
+    status: TaskStatus | None = None,
+    algorithm: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> tuple[list[Task], str | None]:
+    """A page of tasks, newest first, and the cursor of the next page (None at the end)."""
+    query = select(tasks)
+    if status is not None:
+        query = query.where(tasks.c.status == status.value)
+    if algorithm is not None:
+        query = query.where(tasks.c.algorithm == algorithm)
+    if cursor is not None:
+        created_at, task_id = decode_cursor(cursor)
+        query = query.where(
+            or_(
+                tasks.c.created_at < created_at,
+                and_(tasks.c.created_at == created_at, tasks.c.task_id < task_id),
+            )
+        )
+    query = query.order_by(tasks.c.created_at.desc(), tasks.c.task_id.desc()).limit(limit + 1)
+    rows = await db.read(lambda conn: conn.execute(query).mappings().all())
+    page = [_task(row) for row in rows[:limit]]
+    next_cursor = encode_cursor(page[-1]) if len(rows) > limit else None
+    return page, next_cursor
+
+
+async def count_by_status(db: Database) -> dict[TaskStatus, int]:
+    query = select(tasks.c.status, func.count()).group_by(tasks.c.status)
+    rows = await db.read(lambda conn: conn.execute(query).all())
+    counts = dict.fromkeys(TaskStatus, 0)
+    for status, count in rows:
+        counts[TaskStatus(status)] = int(count)
+    return counts
+
+
+# ----- a run: start and finish ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Start:
+    task_id: str
+    owner: str
+    lease_until: datetime
+
+
+async def start_run(
+    db: Database, *, task_id: str, owner: str, lease_until: datetime
+) -> Task | None:
+    """pending -> running for the owner's next attempt; None when the task is not
+    startable by this owner (cancelled, finished, adopted elsewhere, cancel asked)."""
+    started: Task | None = await _write(db, _Start(task_id, owner, lease_until))
+    return started
+
+
+def _start_batch(conn: Connection, starts: Sequence[_Start]) -> list[Task | None]:
+    started: dict[str, Task] = {}
+    now = utcnow()
+    for owner in {start.owner for start in starts}:
+        mine = [start for start in starts if start.owner == owner]
+        statement = (
+            update(tasks)
+            .where(
+                tasks.c.task_id.in_([start.task_id for start in mine]),
+                tasks.c.status == TaskStatus.PENDING.value,
+                tasks.c.owner == owner,
+                tasks.c.cancel_requested.is_(False),
+            )
+            .values(
+                status=TaskStatus.RUNNING.value,
+                attempt=tasks.c.attempt + 1,
+                progress=0,
+                poll_failures=0,
+                started_at=now,
+                lease_expires_at=max(start.lease_until for start in mine),
+            )
+            .returning(*tasks.c)
+        )
+        for row in conn.execute(statement).mappings():
+            started[row["task_id"]] = _task(row)
+    _log(
+        conn,
+        [
+            (task.task_id, TaskStatus.PENDING, TaskStatus.RUNNING, task.owner, task.attempt)
+            for task in started.values()
+        ],
+    )
+    # A task asked twice in one batch starts once.
+    return [started.pop(start.task_id, None) for start in starts]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a run ended."""
+
+    status: TaskStatus
+    progress: int
+    result: Any = None
+    error: str | None = None
+    poll_failures: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Finish:
+    task_id: str
+    owner: str
+    attempt: int
+    outcome: Outcome
+
+
+async def finish_run(
+    db: Database, *, task_id: str, owner: str, attempt: int, outcome: Outcome
+) -> bool:
+    """running -> finished, only for the run's own attempt and owner (fencing)."""
+    if outcome.status not in FINISHED:
+        raise ValueError(f"{outcome.status} is not a finished status")
+    won: bool = await _write(db, _Finish(task_id, owner, attempt, outcome))
+    return won
+
+
+_FINISH = (
+    update(tasks)
+    .where(
+        tasks.c.task_id == bindparam("b_task_id"),
+        tasks.c.status == TaskStatus.RUNNING.value,
+        tasks.c.owner == bindparam("b_owner"),
+        tasks.c.attempt == bindparam("b_attempt"),
+    )
+    .values(
+        status=bindparam("b_status"),
+        progress=bindparam("b_progress"),
+        result=bindparam("b_result", type_=tasks.c.result.type),
+        error=bindparam("b_error"),
+        poll_failures=bindparam("b_poll_failures"),
+        finished_at=bindparam("b_finished_at", type_=tasks.c.finished_at.type),
+        lease_expires_at=None,
+    )
+)
+
+
+def _finish_batch(conn: Connection, finishes: Sequence[_Finish]) -> list[bool]:
+    """Reads the rows under lock (FOR UPDATE; on SQLite the writer's BEGIN IMMEDIATE), keeps
+    the finishes whose run still holds its task, and writes those in one executemany."""
+    query = (
+        select(tasks.c.task_id, tasks.c.status, tasks.c.owner, tasks.c.attempt)
+        .where(tasks.c.task_id.in_([finish.task_id for finish in finishes]))
+        .with_for_update()
+    )
+    holders = {row.task_id: row for row in conn.execute(query)}
+    winners: dict[str, _Finish] = {}
+    for finish in finishes:
+        row = holders.get(finish.task_id)
+        if (
+            row is not None
+            and finish.task_id not in winners
+            and row.status == TaskStatus.RUNNING.value
+            and (row.owner, row.attempt) == (finish.owner, finish.attempt)
+        ):
+            winners[finish.task_id] = finish
+    if winners:
+        now = utcnow()
+        conn.execute(
+            _FINISH,
+            [
+                {
+                    "b_task_id": finish.task_id,
+                    "b_owner": finish.owner,
+                    "b_attempt": finish.attempt,
+                    "b_status": finish.outcome.status.value,
+                    "b_progress": finish.outcome.progress,
+                    "b_result": finish.outcome.result,
+                    "b_error": finish.outcome.error,
+                    "b_poll_failures": finish.outcome.poll_failures,
+                    "b_finished_at": now,
+                }
+                for finish in winners.values()
+            ],
+        )
+        _log(
+            conn,
+            [
+                (f.task_id, TaskStatus.RUNNING, f.outcome.status, f.owner, f.attempt)
+                for f in winners.values()
+            ],
+        )
+    return [winners.get(finish.task_id) is finish for finish in finishes]
+
+
+_Write = Task | _Start | _Finish
+
+
+def _write_batch(conn: Connection, writes: Sequence[_Write]) -> list[Any]:
+    """Creates, run starts and run finishes that arrived together, in one transaction
+    (a task starts only after its create committed, so never in the batch that makes it)."""
+    results: dict[int, Any] = {}
+    for kind, apply in _APPLIERS:
+        indexes = [i for i, write in enumerate(writes) if isinstance(write, kind)]
+        if indexes:
+            outcomes = apply(conn, [writes[i] for i in indexes])
+            results.update(zip(indexes, outcomes, strict=True))
+    return [results[i] for i in range(len(writes))]
+
+
+_APPLIERS: tuple[tuple[type, Callable[[Connection, Any], list[Any]]], ...] = (
+    (Task, _insert_batch),
+    (_Start, _start_batch),
+    (_Finish, _finish_batch),
+)
+
+
+_WRITES: "WeakKeyDictionary[Database, GroupCommit[_Write, Any]]" = WeakKeyDictionary()
+
+
+async def _write(db: Database, write: _Write) -> Any:
+    """Submits one hot write to the database's group commit."""
+    group = _WRITES.get(db)
+    if group is None:
+
+        async def in_one_transaction(writes: Sequence[_Write]) -> list[Any]:
+            return await db.write(lambda conn: _write_batch(conn, writes))
+
+        group = _WRITES[db] = GroupCommit(in_one_transaction, max_batch=MAX_BATCH, name="writes")
+    return await group.submit(write)
+
+
+# ----- cancel ----------------------------------------------------------------------------
+
+
+async def cancel_pending(db: Database, *, task_id: str, replica: str) -> bool:
+    """pending -> cancelled; False when the task is not pending (any more)."""
+    statement = (
+        update(tasks)
+        .where(tasks.c.task_id == task_id, tasks.c.status == TaskStatus.PENDING.value)
+        .values(
+            status=TaskStatus.CANCELLED.value,
+            cancel_requested=True,
+            error="cancelled before it started",
+            finished_at=utcnow(),
+            lease_expires_at=None,
+        )
+        .returning(tasks.c.attempt)
+    )
+    row = await db.write(
+        lambda conn: _transition(
+            conn,
+            statement,
+            task_id=task_id,
+            from_status=TaskStatus.PENDING,
+            to_status=TaskStatus.CANCELLED,
+            replica=replica,
+        )
+    )
+    return row is not None
+
+
+async def request_cancel(db: Database, *, task_id: str) -> bool:
+    """Records a cancel so whoever runs the task honours it; False if already finished."""
+    statement = (
+        update(tasks)
+        .where(tasks.c.task_id == task_id, tasks.c.status.in_(UNFINISHED_VALUES))
+        .values(cancel_requested=True)
+    )
+    rowcount = await db.write(lambda conn: conn.execute(statement).rowcount)
+    return bool(rowcount == 1)
+
+
+# ----- ownership: leases, progress, takeover, hand-back ----------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Renewal:
+    held: frozenset[str]  # unfinished tasks the owner still holds
+    cancel_asked: frozenset[str]  # among them, those whose cancel was asked
+
+
+async def renew_leases(db: Database, *, owner: str, lease_until: datetime) -> Renewal:
+    """Extends the owner's hold on all its unfinished tasks, in one statement. What it no
+    longer holds was taken over; a cancel it missed is in `cancel_asked`."""
+    statement = (
+        update(tasks)
+        .where(tasks.c.owner == owner, tasks.c.status.in_(UNFINISHED_VALUES))
+        .values(lease_expires_at=lease_until)
+        .returning(tasks.c.task_id, tasks.c.cancel_requested)
+    )
+    rows = await db.write(lambda conn: conn.execute(statement).all())
+    return Renewal(
+        held=frozenset(task_id for task_id, _ in rows),
+        cancel_asked=frozenset(task_id for task_id, asked in rows if asked),
+    )
+
+
+_SAVE_PROGRESS = (
+    update(tasks)
+    .where(
+        tasks.c.task_id == bindparam("b_task_id"),
+        tasks.c.owner == bindparam("b_owner"),
+        tasks.c.status == TaskStatus.RUNNING.value,
+    )
+    .values(progress=bindparam("b_progress"), poll_failures=bindparam("b_poll_failures"))
+)
+
+
+async def save_progress(
+    db: Database, *, owner: str, progress_by_task: Iterable[tuple[str, int, int]]
+) -> None:
+    """Persists (task_id, progress, poll_failures) of running tasks in one transaction."""
+    params = [
+        {"b_task_id": task_id, "b_owner": owner, "b_progress": progress, "b_poll_failures": fails}
+        for task_id, progress, fails in progress_by_task
+    ]
+    if params:
+        await db.write(lambda conn: conn.execute(_SAVE_PROGRESS, params))
+
+
+async def expired_tasks(db: Database, *, limit: int = 500) -> Sequence[Task]:
+    """Unfinished tasks whose owner stopped renewing its lease (or that have no owner)."""
+    query = (
+        select(tasks)
+        .where(
+            tasks.c.status.in_(UNFINISHED_VALUES),
+            or_(tasks.c.lease_expires_at.is_(None), tasks.c.lease_expires_at < utcnow()),
+        )
+        .order_by(tasks.c.created_at)
+        .limit(limit)
+    )
+    rows = await db.read(lambda conn: conn.execute(query).mappings().all())
+    return [_task(row) for row in rows]
+
+
+def _same_holder(task: Task) -> Any:
+    """Compare-and-set guard: the row still has the owner and lease the sweeper saw."""
+    owner = tasks.c.owner.is_(None) if task.owner is None else tasks.c.owner == task.owner
+    lease = (
+        tasks.c.lease_expires_at.is_(None)
+        if task.lease_expires_at is None
+        else tasks.c.lease_expires_at == task.lease_expires_at
+    )
+    return and_(
+        tasks.c.task_id == task.task_id,
+        tasks.c.status == task.status.value,
+        tasks.c.attempt == task.attempt,
+        owner,
+        lease,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Takeover:
+    """What becomes of one abandoned task: its new status and the columns that change."""
+
+    task: Task  # as the sweeper saw it
+    to_status: TaskStatus
+    values: dict[str, Any]
+
+
+async def take_over(db: Database, *, plans: Sequence[Takeover], replica: str) -> list[Takeover]:
+    """Applies, in one transaction, every plan whose task is still exactly as it was seen
+    (compare-and-set on status, attempt, owner and lease); returns the plans applied."""
+
+    def apply(conn: Connection) -> list[Takeover]:
+        applied = []
+        for plan in plans:
+            statement = (
+                update(tasks)
+                .where(_same_holder(plan.task))
+                .values(status=plan.to_status.value, **plan.values)
+                .returning(tasks.c.attempt)
+            )
+            if _transition(
+                conn,
+                statement,
+                task_id=plan.task.task_id,
+                from_status=plan.task.status,
+                to_status=plan.to_status,
+                replica=replica,
+            ):
+                applied.append(plan)
+        return applied
+
+    return await db.write(apply)
+
+
+async def release_all(db: Database, *, owner: str) -> int:
+    """Hands the owner's unfinished tasks back (pending, no holder) for anyone to take now."""
+    mine = and_(tasks.c.owner == owner, tasks.c.status.in_(UNFINISHED_VALUES))
+
+    def release(conn: Connection) -> int:
+        held = conn.execute(
+            select(tasks.c.task_id, tasks.c.status, tasks.c.attempt).where(mine)
+        ).all()
+        conn.execute(
+            update(tasks)
+            .where(mine)
+            .values(status=TaskStatus.PENDING.value, owner=None, lease_expires_at=None)
+        )
+        _log(
+            conn,
+            [
+                (task_id, TaskStatus(status), TaskStatus.PENDING, owner, attempt)
+                for task_id, status, attempt in held
+            ],
+        )
+        return len(held)
+
+    return await db.write(release)
+
+
+def lease_deadline(lease_s: float) -> datetime:
+    return utcnow() + timedelta(seconds=lease_s)

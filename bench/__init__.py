@@ -1,0 +1,1 @@
+"""The benchmark suite: `make bench` (full) and `make bench-quick` (the CI smoke run)."""

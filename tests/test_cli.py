@@ -1,0 +1,162 @@
+"""The `taskbeat` CLI as a user runs it: a subprocess against a real `taskbeat serve`."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+from serve_process import free_port
+
+pytestmark = pytest.mark.slow
+
+# Short beats so that a stale heartbeat shows within seconds; a long lease so that no
+# replica adopts the task of a killed one while the test looks at its heartbeat.
+BEATS = {"TASKBEAT_HEARTBEAT_INTERVAL_S": "0.5", "TASKBEAT_LEASE_S": "30"}
+
+
+def taskbeat(
+    env: dict[str, str], *args: str, timeout_s: float = 30
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+
+
+def parsed(result: subprocess.CompletedProcess[str]) -> Any:
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.fixture
+def served(start_server: Any, serve_env: dict[str, str]) -> dict[str, str]:
+    """The environment of a CLI pointed at a fresh server (and its Redis)."""
+    server = start_server(**BEATS)
+    return {**serve_env, **BEATS, "TASKBEAT_URL": server.url}
+
+
+def test_create_wait_prints_the_result(served: dict[str, str]) -> None:
+    result = taskbeat(
+        served, "tasks", "create", "hello", "--input", '{"duration_ms":500}', "--wait"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "succeeded" in result.stdout
+    assert "hello world" in result.stdout
+    assert "\r" not in result.stdout  # no progress bar when stdout is not a terminal
+
+
+def test_get_list_cancel_stats_as_json(served: dict[str, str]) -> None:
+    created = parsed(
+        taskbeat(served, "tasks", "create", "hello", "--input", '{"hang":true}', "--json")
+    )
+    task_id = created["task_id"]
+    assert created["status"] in ("pending", "running")
+    assert parsed(taskbeat(served, "tasks", "get", task_id, "--json"))["task_id"] == task_id
+
+    listed = parsed(
+        taskbeat(served, "tasks", "list", "--algorithm", "hello", "--limit", "5", "--json")
+    )
+    assert [t["task_id"] for t in listed["items"]] == [task_id]
+    assert listed["next_cursor"] is None
+
+    cancelled = parsed(taskbeat(served, "tasks", "cancel", task_id, "--json"))
+    assert cancelled["status"] == "cancelled"
+    waited = parsed(taskbeat(served, "tasks", "wait", task_id, "--timeout-s", "5", "--json"))
+    assert waited["status"] == "cancelled"
+    stats = parsed(taskbeat(served, "stats", "--json"))
+    assert stats["totals"]["cancelled"] == 1
+    assert stats["active"] == {"hello": 0}
+
+    again = taskbeat(served, "tasks", "cancel", task_id)
+    assert again.returncode == 1
+    assert "409 conflict" in again.stderr
+    assert again.stdout == ""
+    unknown = taskbeat(served, "tasks", "get", "no-such-task")
+    assert (unknown.returncode, unknown.stderr.strip()) == (
+        1,
+        "taskbeat: 404 not_found: no task no-such-task",
+    )
+
+    table = taskbeat(served, "tasks", "list", "--status", "cancelled")
+    assert table.stdout.split()[:6] == [
+        "TASK_ID",
+        "ALGORITHM",
+        "STATUS",
+        "PROGRESS",
+        "CREATED_AT",
+        "ERROR",
+    ]
+    assert task_id in table.stdout
+
+
+def test_wait_that_runs_out_of_time_exits_1(served: dict[str, str]) -> None:
+    task_id = parsed(
+        taskbeat(served, "tasks", "create", "hello", "--input", '{"hang":true}', "--json")
+    )["task_id"]
+    result = taskbeat(served, "tasks", "wait", task_id, "--timeout-s", "0.5")
+    assert result.returncode == 1
+    assert "still running after 0.5 s" in result.stderr
+    assert taskbeat(served, "tasks", "cancel", task_id).returncode == 0
+
+
+def test_heartbeats_healthy_then_stale_after_sigkill(
+    start_server: Any, serve_env: dict[str, str]
+) -> None:
+    server = start_server(**BEATS)
+    env = {**serve_env, **BEATS, "TASKBEAT_URL": server.url}
+    task_id = parsed(
+        taskbeat(env, "tasks", "create", "hello", "--input", '{"hang":true}', "--json")
+    )["task_id"]
+
+    deadline = time.monotonic() + 10
+    healthy = taskbeat(env, "heartbeats")
+    while task_id not in healthy.stdout and time.monotonic() < deadline:
+        time.sleep(0.1)
+        healthy = taskbeat(env, "heartbeats")
+    assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+    row = next(line for line in healthy.stdout.splitlines() if line.startswith(task_id))
+    assert row.split()[-1] == "ok"
+    assert healthy.stdout.splitlines()[-1].startswith("OK: 1 task running")
+
+    replica = parsed(taskbeat(env, "stats", "--json"))["replica"]["id"]
+    assert replica in row
+    server.stop(signal.SIGKILL)
+
+    deadline = time.monotonic() + 15
+    stale = taskbeat(env, "heartbeats")
+    while stale.returncode == 0 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        stale = taskbeat(env, "heartbeats")
+    assert stale.returncode == 2, stale.stdout + stale.stderr
+    assert "STALE" in stale.stdout
+    row = next(line for line in stale.stdout.splitlines() if line.startswith(task_id))
+    assert row.split()[-1] == "STALE"
+    assert replica in row
+    assert stale.stdout.splitlines()[-1].startswith("STALE: 1 of 1 task")
+
+    report = json.loads(taskbeat(env, "heartbeats", "--json").stdout)
+    assert report["ok"] is False
+    assert report["stale_after_s"] == 1.5
+    assert [(t["task_id"], t["replica"], t["stale"]) for t in report["tasks"]] == [
+        (task_id, replica, True)
+    ]
+
+
+def test_unreachable_server_and_redis_exit_3(serve_env: dict[str, str]) -> None:
+    env = {**serve_env, "TASKBEAT_URL": f"http://127.0.0.1:{free_port()}"}
+    api = taskbeat(env, "tasks", "list")
+    assert api.returncode == 3
+    assert "cannot reach taskbeat" in api.stderr
+    redis = taskbeat(env, "heartbeats", "--redis-url", f"redis://127.0.0.1:{free_port()}/0")
+    assert redis.returncode == 3
+    assert "cannot read Redis" in redis.stderr
+    unset = taskbeat({**env, "TASKBEAT_REDIS_URL": ""}, "heartbeats")
+    assert unset.returncode == 3
+    assert "TASKBEAT_REDIS_URL" in unset.stderr

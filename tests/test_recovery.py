@@ -1,0 +1,125 @@
+"""Tasks whose replica died: the sweeper re-runs them, or fails them visibly once their
+attempts are used up, and honours a cancel recorded while nobody held them."""
+
+from datetime import timedelta
+
+import anyio
+import httpx
+import pytest
+import redis.asyncio as aioredis
+from helpers import create, eventually, wait_for
+from sqlalchemy import text
+
+from app import store
+from app.models import Task, TaskStatus, new_task_id, utcnow
+
+pytestmark = pytest.mark.anyio
+
+
+async def orphan(client: httpx.AsyncClient, **fields: object) -> str:
+    """A task row as a replica that died mid-run leaves it: lease lapsed, owner gone."""
+    values: dict[str, object] = {
+        "task_id": new_task_id(),
+        "algorithm": "hello",
+        "status": TaskStatus.RUNNING,
+        "input": {"duration_ms": 100},
+        "timeout_s": 60,
+        "created_at": utcnow(),
+        "started_at": utcnow(),
+        "attempt": 1,
+        "owner": "dead-replica-1",
+        "lease_expires_at": utcnow() - timedelta(seconds=5),
+    }
+    values.update(fields)
+    task = Task.model_validate(values)
+    await store.insert_task(client.app.state.context.db, task=task)  # type: ignore[attr-defined]
+    return task.task_id
+
+
+async def test_a_lost_running_task_is_rerun_as_a_new_attempt(client: httpx.AsyncClient) -> None:
+    task_id = await orphan(client)
+    task = await wait_for(client, task_id)
+    assert task["status"] == "succeeded"
+    assert task["attempt"] == 2
+
+
+async def test_a_lost_pending_task_is_taken_over(client: httpx.AsyncClient) -> None:
+    task_id = await orphan(client, status=TaskStatus.PENDING, attempt=0, started_at=None)
+    task = await wait_for(client, task_id)
+    assert task["status"] == "succeeded"
+    assert task["attempt"] == 1
+
+
+async def test_a_lost_task_with_no_attempts_left_fails_visibly(
+    client: httpx.AsyncClient,
+) -> None:
+    task_id = await orphan(client, attempt=3)
+    task = await wait_for(client, task_id)
+    assert task["status"] == "failed"
+    assert "dead-replica-1" in task["error"]
+    assert "3 attempts" in task["error"]
+    assert task["attempt"] == 3
+
+
+async def test_a_cancel_recorded_while_unowned_wins(client: httpx.AsyncClient) -> None:
+    task_id = await orphan(client, cancel_requested=True)
+    task = await wait_for(client, task_id)
+    assert task["status"] == "cancelled"
+
+
+async def test_a_live_lease_is_left_alone(client: httpx.AsyncClient) -> None:
+    task_id = await orphan(client, lease_expires_at=utcnow() + timedelta(seconds=30))
+    await wait_for(client, task_id, {"pending", "running"})
+    await anyio.sleep(0.6)  # three sweeps at the tests' 0.2 s interval
+    task = (await client.get(f"/v1/tasks/{task_id}")).json()
+    assert task["status"] == "running"
+    assert task["attempt"] == 1
+
+
+async def test_the_transition_log_shows_a_rerun_finishing_once(
+    client: httpx.AsyncClient,
+) -> None:
+    task_id = await orphan(client)
+    await wait_for(client, task_id)
+    db = client.app.state.context.db  # type: ignore[attr-defined]
+    replica = client.app.state.context.replica_id  # type: ignore[attr-defined]
+    history = [
+        (e.from_status, e.to_status, e.replica, e.attempt)
+        for e in await store.task_history(db, task_id=task_id)
+    ]
+    assert history == [
+        (None, "running", "dead-replica-1", 1),
+        ("running", "pending", replica, 1),
+        ("pending", "running", replica, 2),
+        ("running", "succeeded", replica, 2),
+    ]
+
+
+async def test_a_replica_that_lost_its_task_stops_and_writes_nothing(
+    client: httpx.AsyncClient, redis_client: "aioredis.Redis", redis_prefix: str
+) -> None:
+    context = client.app.state.context  # type: ignore[attr-defined]
+    created = await create(client, hang=True)
+    task_id = created["task_id"]
+    await wait_for(client, task_id, {"running"})
+    # Another replica takes the task over (as after a partition longer than the lease).
+    await context.db.write(
+        lambda conn: conn.execute(
+            text("UPDATE tasks SET owner = 'other-replica', attempt = 2 WHERE task_id = :id"),
+            {"id": task_id},
+        )
+    )
+
+    async def run_stopped() -> bool:
+        return context.runner.local_run(task_id) is None
+
+    await eventually(run_stopped, timeout_s=3)
+    await anyio.sleep(0.5)  # more heartbeats: still nothing written by this replica
+    task = await store.get_task(context.db, task_id=task_id)
+    assert task is not None
+    assert task.status is TaskStatus.RUNNING
+    assert task.owner == "other-replica"
+    assert task.attempt == 2
+    history = await store.task_history(context.db, task_id=task_id)
+    assert [e.to_status for e in history] == ["pending", "running"]
+    assert await redis_client.get(f"{redis_prefix}active:hello") == "0"
