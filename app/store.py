@@ -273,6 +273,7 @@ def _finish_batch(conn: Connection, finishes: Sequence[_Finish]) -> list[bool]:
     query = (
         select(tasks.c.task_id, tasks.c.status, tasks.c.owner, tasks.c.attempt)
         .where(tasks.c.task_id.in_([finish.task_id for finish in finishes]))
+        .order_by(tasks.c.task_id)  # every multi-row writer locks in task_id order
         .with_for_update()
     )
     holders = {row.task_id: row for row in conn.execute(query)}
@@ -435,7 +436,7 @@ async def save_progress(
     """Persists (task_id, progress, poll_failures) of running tasks in one transaction."""
     params = [
         {"b_task_id": task_id, "b_owner": owner, "b_progress": progress, "b_poll_failures": fails}
-        for task_id, progress, fails in progress_by_task
+        for task_id, progress, fails in sorted(progress_by_task)
     ]
     if params:
         await db.write(lambda conn: conn.execute(_SAVE_PROGRESS, params))
@@ -488,7 +489,7 @@ async def take_over(db: Database, *, plans: Sequence[Takeover], replica: str) ->
 
     def apply(conn: Connection) -> list[Takeover]:
         applied = []
-        for plan in plans:
+        for plan in sorted(plans, key=lambda plan: plan.task.task_id):
             statement = (
                 update(tasks)
                 .where(_same_holder(plan.task))

@@ -2,6 +2,9 @@
 event loop per transaction, not one per statement): SQLite through the standard sqlite3
 driver with one writer connection, PostgreSQL through psycopg."""
 
+import logging
+import random
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -9,6 +12,9 @@ import anyio
 from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy import create_engine as sqlalchemy_engine
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -21,6 +27,10 @@ SQLITE_PRAGMAS = (
 )
 SQLITE_READERS = 8
 POSTGRES_POOL = 10
+# PostgreSQL may end a transaction to break a deadlock or a serialization conflict
+# (SQLSTATE 40P01, 40001); nothing of it was kept, so it is run again from the start.
+RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+TRANSACTION_ATTEMPTS = 5
 
 
 def driver_url(url: str) -> str:
@@ -77,6 +87,10 @@ def create_engine(url: str, *, pool_size: int = 5, writer: bool = False) -> Engi
     )
 
 
+def _retryable(exc: DBAPIError) -> bool:
+    return getattr(exc.orig, "sqlstate", None) in RETRYABLE_SQLSTATES
+
+
 class Database:
     """Writes and reads, each a function of a connection run on a worker thread.
 
@@ -98,11 +112,20 @@ class Database:
 
     async def write(self, work: Callable[[Connection], T]) -> T:
         """Runs `work` in one transaction, committed when it returns (rolled back if it
-        raises). The caller waits for the commit even if it is cancelled meanwhile."""
+        raises). The caller waits for the commit even if it is cancelled meanwhile. `work`
+        runs again after a deadlock or serialization failure, so it must do nothing but SQL."""
 
         def transaction() -> T:
-            with self.writer.begin() as conn:
-                return work(conn)
+            for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
+                try:
+                    with self.writer.begin() as conn:
+                        return work(conn)
+                except DBAPIError as exc:
+                    if attempt == TRANSACTION_ATTEMPTS or not _retryable(exc):
+                        raise
+                    log.info("transaction retried (attempt %d): %s", attempt, exc.orig)
+                    time.sleep(random.uniform(0, 0.005 * 2**attempt))
+            raise AssertionError("unreachable")
 
         return await anyio.to_thread.run_sync(transaction, limiter=self._write_slots)
 
