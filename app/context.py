@@ -54,7 +54,10 @@ async def _redis_url(settings: Settings, stack: AsyncExitStack) -> str:
     if settings.redis_url:
         return settings.redis_url
     embedded = EmbeddedRedis()
-    await anyio.to_thread.run_sync(embedded.start)
+    # Forked here, on the event loop's thread, not on a worker thread: the child's
+    # parent-death signal fires when the thread that forked it exits.
+    embedded.launch()
+    await anyio.to_thread.run_sync(embedded.wait_ready)
     stack.push_async_callback(anyio.to_thread.run_sync, embedded.stop)
     return embedded.url
 

@@ -35,10 +35,24 @@ def find_redis_server() -> str:
     return found
 
 
+def _die_with_parent(command: list[str]) -> list[str]:
+    """`command` run through util-linux `setpriv --pdeathsig SIGTERM`, which sets the
+    parent-death signal and execs it in place (same pid), so the kernel stops it when the
+    service dies, even by SIGKILL or the OOM killer; `command` unchanged without setpriv."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        log.debug("setpriv not on PATH: the embedded redis-server will outlive a killed service")
+        return command
+    return [setpriv, "--pdeathsig", "SIGTERM", "--", *command]
+
+
 class EmbeddedRedis:
     """A private redis-server listening on a unix socket in a temporary directory.
 
-    Started and stopped from blocking code (call through a worker thread from async code).
+    `launch()` must run on a thread that lives as long as the server (the event loop's
+    thread), never on a worker thread: Linux sends the parent-death signal when the
+    *thread* that forked the child exits. `wait_ready()` and `stop()` block and may run on
+    any thread. `start()` is both, for blocking code on the main thread.
     """
 
     def __init__(self) -> None:
@@ -51,6 +65,11 @@ class EmbeddedRedis:
         return f"unix://{self.socket_path}"
 
     def start(self, *, timeout_s: float = 10.0) -> None:
+        self.launch()
+        self.wait_ready(timeout_s=timeout_s)
+
+    def launch(self) -> None:
+        """Forks redis-server (returns at once); the calling thread must outlive it."""
         command = [
             find_redis_server(),
             "--port", "0",
@@ -62,20 +81,30 @@ class EmbeddedRedis:
             "--loglevel", "warning",
         ]  # fmt: skip
         self._process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+            _die_with_parent(command),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
         )
+
+    def wait_ready(self, *, timeout_s: float = 10.0) -> None:
+        """Waits for the socket; on failure stops what `launch()` started and raises."""
+        process = self._process
+        assert process is not None, "launch() first"
         deadline = time.monotonic() + timeout_s
         while not self.socket_path.exists():
-            if self._process.poll() is not None:
-                stderr = self._process.stderr.read().decode() if self._process.stderr else ""
+            if process.poll() is not None:
+                stderr = process.stderr.read().decode() if process.stderr else ""
+                self.stop()
                 raise RuntimeError(f"embedded redis-server exited: {stderr.strip()}")
             if time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError("embedded redis-server did not start in time")
             time.sleep(0.01)
-        log.info("embedded redis-server started (pid %s) at %s", self._process.pid, self.url)
+        log.info("embedded redis-server started (pid %s) at %s", process.pid, self.url)
 
     def stop(self) -> None:
+        # The pid is redis-server's own: setpriv execs it in place.
         if self._process is not None and self._process.poll() is None:
             self._process.terminate()
             try:
