@@ -85,7 +85,6 @@ class Task(SQLModel, table=True):
         Index("ix_tasks_created", "created_at", "task_id"),
         Index("ix_tasks_status_created", "status", "created_at"),
         Index("ix_tasks_owner_status", "owner", "status"),
-        Index("ix_tasks_lease", "status", "lease_expires_at"),
     )
 
     task_id: str = Field(primary_key=True, max_length=36)
@@ -101,10 +100,19 @@ class Task(SQLModel, table=True):
     created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     started_at: datetime | None = _time_column()
     finished_at: datetime | None = _time_column()
-    # Ownership: the replica that runs (or queued) the task and until when it holds it.
+    # The replica that runs (or queued) the task; it holds the task while its lease lasts.
     owner: str | None = Field(default=None, max_length=64)
-    lease_expires_at: datetime | None = _time_column()
     cancel_requested: bool = False
+
+
+class Replica(SQLModel, table=True):
+    """A replica's lease on all the tasks it owns: each heartbeat renews this one row, and
+    once it lapses the sweeper moves the replica's unfinished tasks on."""
+
+    __tablename__ = "replicas"
+
+    replica_id: str = Field(primary_key=True, max_length=64)
+    lease_expires_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
 
 
 class TaskEvent(SQLModel, table=True):

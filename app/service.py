@@ -45,7 +45,6 @@ class TaskService:
             timeout_s=timeout_s,
             created_at=utcnow(),
             owner=self.runner.replica_id,
-            lease_expires_at=self.runner.lease_until(),
         )
         try:
             await store.insert_task(self.db, task=task)

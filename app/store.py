@@ -15,18 +15,30 @@ from datetime import datetime, timedelta
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.engine import RowMapping
 
 from app.core.batching import GroupCommit
 from app.core.db import Database
 from app.errors import InvalidRequest
-from app.models import FINISHED, UNFINISHED, Task, TaskEvent, TaskStatus, utcnow
+from app.models import FINISHED, UNFINISHED, Replica, Task, TaskEvent, TaskStatus, utcnow
 
 # Rows one shared transaction may carry (well under SQLite's bound-parameter limit).
 MAX_BATCH = 256
 tasks = Task.__table__  # type: ignore[attr-defined]
 task_events = TaskEvent.__table__  # type: ignore[attr-defined]
+replicas = Replica.__table__  # type: ignore[attr-defined]
 UNFINISHED_VALUES = [status.value for status in UNFINISHED]
 Transition = tuple[str, TaskStatus | None, TaskStatus, str | None, int]
 
@@ -170,15 +182,12 @@ async def count_by_status(db: Database) -> dict[TaskStatus, int]:
 class _Start:
     task_id: str
     owner: str
-    lease_until: datetime
 
 
-async def start_run(
-    db: Database, *, task_id: str, owner: str, lease_until: datetime
-) -> Task | None:
+async def start_run(db: Database, *, task_id: str, owner: str) -> Task | None:
     """pending -> running for the owner's next attempt; None when the task is not
     startable by this owner (cancelled, finished, adopted elsewhere, cancel asked)."""
-    started: Task | None = await _write(db, _Start(task_id, owner, lease_until))
+    started: Task | None = await _write(db, _Start(task_id, owner))
     return started
 
 
@@ -201,7 +210,6 @@ def _start_batch(conn: Connection, starts: Sequence[_Start]) -> list[Task | None
                 progress=0,
                 poll_failures=0,
                 started_at=now,
-                lease_expires_at=max(start.lease_until for start in mine),
             )
             .returning(*tasks.c)
         )
@@ -262,7 +270,6 @@ _FINISH = (
         error=bindparam("b_error"),
         poll_failures=bindparam("b_poll_failures"),
         finished_at=bindparam("b_finished_at", type_=tasks.c.finished_at.type),
-        lease_expires_at=None,
     )
 )
 
@@ -366,7 +373,6 @@ async def cancel_pending(db: Database, *, task_id: str, replica: str) -> bool:
             cancel_requested=True,
             error="cancelled before it started",
             finished_at=utcnow(),
-            lease_expires_at=None,
         )
         .returning(tasks.c.attempt)
     )
@@ -403,19 +409,54 @@ class Renewal:
     cancel_asked: frozenset[str]  # among them, those whose cancel was asked
 
 
-async def renew_leases(db: Database, *, owner: str, lease_until: datetime) -> Renewal:
-    """Extends the owner's hold on all its unfinished tasks, in one statement. What it no
-    longer holds was taken over; a cancel it missed is in `cancel_asked`."""
-    statement = (
-        update(tasks)
-        .where(tasks.c.owner == owner, tasks.c.status.in_(UNFINISHED_VALUES))
+def _set_lease(conn: Connection, replica_id: str, lease_until: datetime) -> None:
+    renewed = conn.execute(
+        update(replicas)
+        .where(replicas.c.replica_id == replica_id)
         .values(lease_expires_at=lease_until)
-        .returning(tasks.c.task_id, tasks.c.cancel_requested)
     )
-    rows = await db.write(lambda conn: conn.execute(statement).all())
+    if renewed.rowcount == 0:
+        conn.execute(insert(replicas).values(replica_id=replica_id, lease_expires_at=lease_until))
+
+
+async def renew_lease(db: Database, *, replica_id: str, lease_until: datetime) -> Renewal:
+    """Extends the replica's hold on all its unfinished tasks (one row, whatever their
+    number). What it no longer holds was taken over; a cancel it missed is in
+    `cancel_asked`. A takeover of its tasks holds the row's lock, so a renewal that races it
+    waits and then sees the tasks gone."""
+    held_query = select(tasks.c.task_id, tasks.c.cancel_requested).where(
+        tasks.c.owner == replica_id, tasks.c.status.in_(UNFINISHED_VALUES)
+    )
+
+    def renew(conn: Connection) -> list[Any]:
+        _set_lease(conn, replica_id, lease_until)
+        return list(conn.execute(held_query).all())
+
+    rows = await db.write(renew)
     return Renewal(
         held=frozenset(task_id for task_id, _ in rows),
         cancel_asked=frozenset(task_id for task_id, asked in rows if asked),
+    )
+
+
+async def join(db: Database, *, replica_id: str, lease_until: datetime) -> None:
+    """Takes the replica's lease before it owns any task, and forgets replicas whose lease
+    lapsed and who hold nothing any more (each replica that starts tidies up once)."""
+
+    def enter(conn: Connection) -> None:
+        conn.execute(delete(replicas).where(_lapsed(), ~_owns_unfinished()))
+        _set_lease(conn, replica_id, lease_until)
+
+    await db.write(enter)
+
+
+def _lapsed() -> Any:
+    return replicas.c.lease_expires_at < utcnow()
+
+
+def _owns_unfinished() -> Any:
+    return exists().where(
+        tasks.c.owner == replicas.c.replica_id, tasks.c.status.in_(UNFINISHED_VALUES)
     )
 
 
@@ -443,12 +484,14 @@ async def save_progress(
 
 
 async def expired_tasks(db: Database, *, limit: int = 500) -> Sequence[Task]:
-    """Unfinished tasks whose owner stopped renewing its lease (or that have no owner)."""
+    """Unfinished tasks that nobody holds: handed back, or owned by a replica whose lease
+    lapsed (or that has no lease at all)."""
+    live_replicas = select(replicas.c.replica_id).where(~_lapsed())
     query = (
         select(tasks)
         .where(
             tasks.c.status.in_(UNFINISHED_VALUES),
-            or_(tasks.c.lease_expires_at.is_(None), tasks.c.lease_expires_at < utcnow()),
+            or_(tasks.c.owner.is_(None), tasks.c.owner.not_in(live_replicas)),
         )
         .order_by(tasks.c.created_at)
         .limit(limit)
@@ -458,20 +501,29 @@ async def expired_tasks(db: Database, *, limit: int = 500) -> Sequence[Task]:
 
 
 def _same_holder(task: Task) -> Any:
-    """Compare-and-set guard: the row still has the owner and lease the sweeper saw."""
+    """Compare-and-set guard: the row is still as the sweeper saw it."""
     owner = tasks.c.owner.is_(None) if task.owner is None else tasks.c.owner == task.owner
-    lease = (
-        tasks.c.lease_expires_at.is_(None)
-        if task.lease_expires_at is None
-        else tasks.c.lease_expires_at == task.lease_expires_at
-    )
     return and_(
         tasks.c.task_id == task.task_id,
         tasks.c.status == task.status.value,
         tasks.c.attempt == task.attempt,
         owner,
-        lease,
     )
+
+
+def _still_lapsed(conn: Connection, owners: set[str]) -> set[str]:
+    """Of these owners, those whose lease is still lapsed (or absent); their lease rows stay
+    locked until the takeover commits, so none of them renews in between."""
+    leases: dict[str, datetime] = dict(
+        conn.execute(
+            select(replicas.c.replica_id, replicas.c.lease_expires_at)
+            .where(replicas.c.replica_id.in_(sorted(owners)))
+            .order_by(replicas.c.replica_id)
+            .with_for_update()
+        ).all()
+    )
+    now = utcnow()
+    return {owner for owner in owners if owner not in leases or leases[owner] < now}
 
 
 @dataclass(frozen=True, slots=True)
@@ -485,11 +537,16 @@ class Takeover:
 
 async def take_over(db: Database, *, plans: Sequence[Takeover], replica: str) -> list[Takeover]:
     """Applies, in one transaction, every plan whose task is still exactly as it was seen
-    (compare-and-set on status, attempt, owner and lease); returns the plans applied."""
+    (compare-and-set on status, attempt and owner) and whose owner's lease is still lapsed;
+    returns the plans applied. Forgets the lapsed replicas left holding nothing."""
 
     def apply(conn: Connection) -> list[Takeover]:
+        owners = {plan.task.owner for plan in plans if plan.task.owner is not None}
+        lapsed = _still_lapsed(conn, owners) if owners else set()
         applied = []
         for plan in sorted(plans, key=lambda plan: plan.task.task_id):
+            if plan.task.owner is not None and plan.task.owner not in lapsed:
+                continue  # its replica renewed meanwhile: it still runs the task
             statement = (
                 update(tasks)
                 .where(_same_holder(plan.task))
@@ -505,24 +562,25 @@ async def take_over(db: Database, *, plans: Sequence[Takeover], replica: str) ->
                 replica=replica,
             ):
                 applied.append(plan)
+        if lapsed:
+            conn.execute(
+                delete(replicas).where(replicas.c.replica_id.in_(lapsed), ~_owns_unfinished())
+            )
         return applied
 
     return await db.write(apply)
 
 
 async def release_all(db: Database, *, owner: str) -> int:
-    """Hands the owner's unfinished tasks back (pending, no holder) for anyone to take now."""
+    """Hands the owner's unfinished tasks back (pending, no holder) for anyone to take now,
+    and gives up the owner's lease."""
     mine = and_(tasks.c.owner == owner, tasks.c.status.in_(UNFINISHED_VALUES))
 
     def release(conn: Connection) -> int:
         held = conn.execute(
             select(tasks.c.task_id, tasks.c.status, tasks.c.attempt).where(mine)
         ).all()
-        conn.execute(
-            update(tasks)
-            .where(mine)
-            .values(status=TaskStatus.PENDING.value, owner=None, lease_expires_at=None)
-        )
+        conn.execute(update(tasks).where(mine).values(status=TaskStatus.PENDING.value, owner=None))
         _log(
             conn,
             [
@@ -530,6 +588,7 @@ async def release_all(db: Database, *, owner: str) -> int:
                 for task_id, status, attempt in held
             ],
         )
+        conn.execute(delete(replicas).where(replicas.c.replica_id == owner))
         return len(held)
 
     return await db.write(release)

@@ -12,12 +12,21 @@ from sqlalchemy import text
 
 from app import store
 from app.models import Task, TaskStatus, new_task_id, utcnow
+from app.runner import recovery
 
 pytestmark = pytest.mark.anyio
 
 
-async def orphan(client: httpx.AsyncClient, **fields: object) -> str:
-    """A task row as a replica that died mid-run leaves it: lease lapsed, owner gone."""
+DEAD = "dead-replica-1"
+
+
+async def orphan(client: httpx.AsyncClient, *, lease_s: float | None = -5, **fields: object) -> str:
+    """A task row as a replica that died mid-run leaves it: owner gone, its lease lapsed
+    `-lease_s` seconds ago (lease_s None: it never had one)."""
+    db = client.app.state.context.db  # type: ignore[attr-defined]
+    if lease_s is not None:
+        lease_until = utcnow() + timedelta(seconds=lease_s)
+        await store.renew_lease(db, replica_id=DEAD, lease_until=lease_until)
     values: dict[str, object] = {
         "task_id": new_task_id(),
         "algorithm": "hello",
@@ -27,12 +36,11 @@ async def orphan(client: httpx.AsyncClient, **fields: object) -> str:
         "created_at": utcnow(),
         "started_at": utcnow(),
         "attempt": 1,
-        "owner": "dead-replica-1",
-        "lease_expires_at": utcnow() - timedelta(seconds=5),
+        "owner": DEAD,
     }
     values.update(fields)
     task = Task.model_validate(values)
-    await store.insert_task(client.app.state.context.db, task=task)  # type: ignore[attr-defined]
+    await store.insert_task(db, task=task)
     return task.task_id
 
 
@@ -56,7 +64,7 @@ async def test_a_lost_task_with_no_attempts_left_fails_visibly(
     task_id = await orphan(client, attempt=3)
     task = await wait_for(client, task_id)
     assert task["status"] == "failed"
-    assert "dead-replica-1" in task["error"]
+    assert DEAD in task["error"]
     assert "3 attempts" in task["error"]
     assert task["attempt"] == 3
 
@@ -68,7 +76,7 @@ async def test_a_cancel_recorded_while_unowned_wins(client: httpx.AsyncClient) -
 
 
 async def test_a_live_lease_is_left_alone(client: httpx.AsyncClient) -> None:
-    task_id = await orphan(client, lease_expires_at=utcnow() + timedelta(seconds=30))
+    task_id = await orphan(client, lease_s=30)
     await wait_for(client, task_id, {"pending", "running"})
     await anyio.sleep(0.6)  # three sweeps at the tests' 0.2 s interval
     task = (await client.get(f"/v1/tasks/{task_id}")).json()
@@ -88,7 +96,7 @@ async def test_the_transition_log_shows_a_rerun_finishing_once(
         for e in await store.task_history(db, task_id=task_id)
     ]
     assert history == [
-        (None, "running", "dead-replica-1", 1),
+        (None, "running", DEAD, 1),
         ("running", "pending", replica, 1),
         ("pending", "running", replica, 2),
         ("running", "succeeded", replica, 2),
@@ -103,6 +111,8 @@ async def test_a_replica_that_lost_its_task_stops_and_writes_nothing(
     task_id = created["task_id"]
     await wait_for(client, task_id, {"running"})
     # Another replica takes the task over (as after a partition longer than the lease).
+    lease_until = utcnow() + timedelta(seconds=30)
+    await store.renew_lease(context.db, replica_id="other-replica", lease_until=lease_until)
     await context.db.write(
         lambda conn: conn.execute(
             text("UPDATE tasks SET owner = 'other-replica', attempt = 2 WHERE task_id = :id"),
@@ -123,3 +133,41 @@ async def test_a_replica_that_lost_its_task_stops_and_writes_nothing(
     history = await store.task_history(context.db, task_id=task_id)
     assert [e.to_status for e in history] == ["pending", "running"]
     assert await redis_client.get(f"{redis_prefix}active:hello") == "0"
+
+
+async def test_a_task_whose_owner_never_had_a_lease_is_taken_over(
+    client: httpx.AsyncClient,
+) -> None:
+    task_id = await orphan(client, lease_s=None)
+    task = await wait_for(client, task_id)
+    assert task["status"] == "succeeded"
+    assert task["attempt"] == 2
+
+
+async def test_a_replica_that_renews_before_the_takeover_keeps_its_tasks(
+    client: httpx.AsyncClient,
+) -> None:
+    context = client.app.state.context  # type: ignore[attr-defined]
+    await context.runner.drain(0)  # this replica's own sweeper stays out of the way
+    task_id = await orphan(client)
+    seen = [task for task in await store.expired_tasks(context.db) if task.task_id == task_id]
+    assert len(seen) == 1  # the sweeper saw the lease lapsed...
+    lease_until = utcnow() + timedelta(seconds=30)
+    await store.renew_lease(context.db, replica_id=DEAD, lease_until=lease_until)  # ...it came back
+    plan = recovery.plan_for(seen[0], replica_id="sweeper", max_attempts=3)
+    assert await store.take_over(context.db, plans=[plan], replica="sweeper") == []
+    task = await store.get_task(context.db, task_id=task_id)
+    assert task is not None
+    assert (task.status, task.owner, task.attempt) == (TaskStatus.RUNNING, DEAD, 1)
+
+
+async def test_a_lapsed_replica_left_holding_nothing_is_forgotten(
+    client: httpx.AsyncClient,
+) -> None:
+    context = client.app.state.context  # type: ignore[attr-defined]
+    task_id = await orphan(client)
+    await wait_for(client, task_id)
+    leases = await context.db.read(
+        lambda conn: conn.execute(text("SELECT replica_id FROM replicas")).scalars().all()
+    )
+    assert leases == [context.replica_id]  # the dead replica's row went with its last task

@@ -1,5 +1,5 @@
 """The replica's heartbeat: every interval, one Redis round trip for all its running tasks,
-one database statement that renews its leases, and a periodic save of progress."""
+one database row that renews its lease, and a periodic save of progress."""
 
 import logging
 import time
@@ -27,15 +27,15 @@ async def beat_once(runner: "Runner") -> None:
     renewal_started_s = time.monotonic()
     lease_until = store.lease_deadline(settings.lease_duration_s)
     try:
-        renewal = await store.renew_leases(
-            runner.db, owner=runner.replica_id, lease_until=lease_until
+        renewal = await store.renew_lease(
+            runner.db, replica_id=runner.replica_id, lease_until=lease_until
         )
     except Exception as exc:
         log.warning("could not renew leases: %s", exc)
         if renewal_started_s - runner.last_renewal_s > settings.lease_duration_s:
             runner.fence(held=frozenset(), before_s=renewal_started_s)
         return
-    runner.renewed(lease_until=lease_until, at_s=renewal_started_s)
+    runner.last_renewal_s = renewal_started_s
     runner.fence(held=renewal.held, before_s=renewal_started_s)
     for task_id in renewal.cancel_asked:
         run = runner.local_run(task_id)

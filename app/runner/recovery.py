@@ -4,7 +4,6 @@ that died, or tasks handed back on shutdown) and moves each on exactly once."""
 import contextlib
 import logging
 import secrets
-from datetime import datetime
 from typing import TYPE_CHECKING
 
 import anyio
@@ -44,11 +43,11 @@ async def _unlock(runner: "Runner", token: str) -> None:
         await runner.live.client.eval(RELEASE_LOCK, 1, runner.live.keys.sweeper_lock, token)
 
 
-def plan_for(task: Task, *, replica_id: str, max_attempts: int, lease_until: datetime) -> Takeover:
+def plan_for(task: Task, *, replica_id: str, max_attempts: int) -> Takeover:
     """The fate of one abandoned task: cancelled (asked), failed (attempts used up), or
     pending again on this replica."""
     holder = task.owner or "none (handed back)"
-    ended = {"finished_at": utcnow(), "lease_expires_at": None}
+    ended = {"finished_at": utcnow()}
     if task.cancel_requested:
         return Takeover(task, Status.CANCELLED, {"error": "cancelled while unowned", **ended})
     if task.status is Status.RUNNING and task.attempt >= max_attempts:
@@ -57,7 +56,7 @@ def plan_for(task: Task, *, replica_id: str, max_attempts: int, lease_until: dat
             f"all {max_attempts} attempts used"
         )
         return Takeover(task, Status.FAILED, {"error": error, **ended})
-    return Takeover(task, Status.PENDING, {"owner": replica_id, "lease_expires_at": lease_until})
+    return Takeover(task, Status.PENDING, {"owner": replica_id})
 
 
 async def sweep_once(runner: "Runner") -> None:
@@ -77,12 +76,7 @@ async def sweep_once(runner: "Runner") -> None:
         for task in await store.expired_tasks(runner.db):
             if task.owner == runner.replica_id:
                 continue  # our own lease lapsed (database away); never adopt from ourselves
-            plan = plan_for(
-                task,
-                replica_id=runner.replica_id,
-                max_attempts=settings.max_attempts,
-                lease_until=runner.lease_until(),
-            )
+            plan = plan_for(task, replica_id=runner.replica_id, max_attempts=settings.max_attempts)
             if plan.to_status is Status.PENDING:
                 if room <= 0:
                     continue  # full here: another replica takes it

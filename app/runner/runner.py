@@ -11,7 +11,6 @@ import random
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import anyio
@@ -81,7 +80,6 @@ class Runner:
         self._saved_progress: dict[str, tuple[int, int]] = {}
         self.last_progress_save_s = 0.0
         self.last_renewal_s = time.monotonic()
-        self._lease_until = store.lease_deadline(settings.lease_duration_s)
         self._active: Counter[str] = Counter()
         self.loop_lag = LoopLagMonitor()
 
@@ -150,17 +148,6 @@ class Runner:
                 log.warning("task %s: cancel failed: %s", task_id, exc)
         return run
 
-    def lease_until(self) -> datetime:
-        """The lease a task of this replica gets: the replica's own deadline, renewed by each
-        heartbeat, so all its tasks lapse together soon after its last beat (never sooner
-        than the next beat is due)."""
-        floor = store.lease_deadline(self.settings.heartbeat_interval_s)
-        return max(self._lease_until, floor)
-
-    def renewed(self, *, lease_until: datetime, at_s: float) -> None:
-        self._lease_until = lease_until
-        self.last_renewal_s = at_s
-
     def fence(self, *, held: frozenset[str], before_s: float) -> None:
         """Stops, without writing anything, every run started before `before_s` whose task
         this replica no longer holds: another replica took it over (or will)."""
@@ -192,12 +179,7 @@ class Runner:
 
     async def _run_once(self, run: LocalRun) -> None:
         try:
-            task = await store.start_run(
-                self.db,
-                task_id=run.task_id,
-                owner=self.replica_id,
-                lease_until=self.lease_until(),
-            )
+            task = await store.start_run(self.db, task_id=run.task_id, owner=self.replica_id)
         except Exception:
             log.exception("task %s: could not be started; retrying", run.task_id)
             await anyio.sleep(START_RETRY_DELAY_S)
@@ -314,6 +296,10 @@ class Runner:
         from app.runner.heartbeat import heartbeat_loop
         from app.runner.recovery import sweeper_loop
 
+        # The lease comes first: a task this replica owns is never without one.
+        self.last_renewal_s = time.monotonic()
+        lease_until = store.lease_deadline(self.settings.lease_duration_s)
+        await store.join(self.db, replica_id=self.replica_id, lease_until=lease_until)
         async with anyio.create_task_group() as tg:
             self._tg = tg
             self.accepting = True
