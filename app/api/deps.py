@@ -1,4 +1,7 @@
-"""Dependency aliases, so a route reads like a sentence."""
+"""Dependency aliases, so a route reads like a sentence.
+
+The getters are `async def` on purpose: FastAPI runs a plain `def` dependency in its
+thread pool, which would cost a thread hop per request for an attribute lookup."""
 
 from typing import Annotated
 
@@ -10,26 +13,28 @@ from app.service import TaskService
 from app.watch import TaskWatcher
 
 
-def get_context(request: Request) -> ReplicaContext:
+def _context(request: Request) -> ReplicaContext:
     context: ReplicaContext = request.app.state.context
     return context
 
 
-def get_service(request: Request) -> TaskService:
-    return get_context(request).service
+async def get_context(request: Request) -> ReplicaContext:
+    return _context(request)
+
+
+async def get_service(request: Request) -> TaskService:
+    return _context(request).service
+
+
+async def get_watch(request: Request) -> TaskWatcher:
+    return _context(request).watch
+
+
+async def get_callbacks(request: Request) -> CallbackReceiver:
+    return _context(request).callbacks
 
 
 ContextDep = Annotated[ReplicaContext, Depends(get_context)]
 ServiceDep = Annotated[TaskService, Depends(get_service)]
-
-
-def get_watch(request: Request) -> TaskWatcher:
-    return get_context(request).watch
-
-
-def get_callbacks(request: Request) -> CallbackReceiver:
-    return get_context(request).callbacks
-
-
 WatchDep = Annotated[TaskWatcher, Depends(get_watch)]
 CallbacksDep = Annotated[CallbackReceiver, Depends(get_callbacks)]
