@@ -22,7 +22,7 @@ from app.algorithms.registry import Registry
 from app.core.config import Settings
 from app.core.db import Database
 from app.errors import InvalidRequest, Saturated, StoreUnavailable
-from app.models import Task
+from app.models import StoredTask
 from app.models import TaskStatus as Status
 from app.runner.lag import LoopLagMonitor
 from app.runner.live import LiveState
@@ -197,13 +197,17 @@ class Runner:
         run.adapter = adapter
         run.started_s = time.monotonic()
         self._active[run.algorithm] += 1
-        await self.live.started(run.task_id, run.algorithm, self._active[run.algorithm])
-        log.info("task %s: attempt %d started", run.task_id, run.attempt)
-        await self.updates.status_changed(run.task_id, Status.RUNNING, run.attempt)
         outcome = await self._drive(run, adapter, task)
         await self._persist(run, outcome)
 
-    async def _drive(self, run: LocalRun, adapter: Algorithm, task: Task) -> Outcome:
+    async def _announce_running(self, run: LocalRun) -> None:
+        """Tells Redis (heartbeat, active count) and watchers that the run is under way;
+        after the submit, so that the job never waits for these round trips."""
+        await self.live.started(run.task_id, run.algorithm, self._active[run.algorithm])
+        log.info("task %s: attempt %d started", run.task_id, run.attempt)
+        await self.updates.status_changed(run.task_id, Status.RUNNING, run.attempt)
+
+    async def _drive(self, run: LocalRun, adapter: Algorithm, task: StoredTask) -> Outcome:
         if run.cancel_requested:
             return Outcome(Status.CANCELLED, 0, error="cancelled before it started")
         try:
@@ -214,6 +218,7 @@ class Runner:
             return Outcome(Status.FAILED, 0, error=f"submit failed: {exc}")
         job_finished = False
         try:
+            await self._announce_running(run)
             if run.cancel_requested:
                 await adapter.cancel(run.handle)
             with anyio.move_on_after(task.timeout_s):
