@@ -77,15 +77,8 @@ class TaskCreate(SQLModel):
         return value.strip()
 
 
-class Task(SQLModel, table=True):
-    """One task as stored: the single source of truth."""
-
-    __tablename__ = "tasks"
-    __table_args__ = (
-        Index("ix_tasks_created", "created_at", "task_id"),
-        Index("ix_tasks_status_created", "status", "created_at"),
-        Index("ix_tasks_owner_status", "owner", "status"),
-    )
+class TaskBase(SQLModel):
+    """Every stored field of a task: the columns of the tasks table."""
 
     task_id: str = Field(primary_key=True, max_length=36)
     algorithm: str = Field(max_length=64, index=True)
@@ -103,6 +96,23 @@ class Task(SQLModel, table=True):
     # The replica that runs (or queued) the task; it holds the task while its lease lasts.
     owner: str | None = Field(default=None, max_length=64)
     cancel_requested: bool = False
+
+
+class Task(TaskBase, table=True):
+    """The tasks table: the single source of truth. It defines the schema; rows are written
+    and read as StoredTask."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (
+        Index("ix_tasks_created", "created_at", "task_id"),
+        Index("ix_tasks_status_created", "status", "created_at"),
+        Index("ix_tasks_owner_status", "owner", "status"),
+    )
+
+
+class StoredTask(TaskBase):
+    """A task row as plain data, validated: what the store writes and reads back. (An
+    instance of the table model carries ORM state: ~35 µs to build, against ~5 here.)"""
 
 
 class Replica(SQLModel, table=True):

@@ -12,7 +12,7 @@ from app.algorithms.registry import Registry
 from app.core.config import Settings
 from app.core.db import Database
 from app.errors import Conflict, InvalidRequest, NotFound, StoreUnavailable
-from app.models import Task, TaskCreate, TaskPage, TaskPublic, TaskStatus, new_task_id, utcnow
+from app.models import StoredTask, TaskCreate, TaskPage, TaskPublic, TaskStatus, new_task_id, utcnow
 from app.runner.cancels import publish_cancel
 from app.runner.live import LiveState
 from app.runner.runner import Runner
@@ -37,7 +37,7 @@ class TaskService:
         if timeout_s > self.settings.max_timeout_s:
             raise InvalidRequest(f"timeout_s must be at most {self.settings.max_timeout_s}")
         self.runner.check_capacity()
-        task = Task(
+        task = StoredTask(
             task_id=new_task_id(),
             algorithm=request.algorithm,
             status=TaskStatus.PENDING,
@@ -53,13 +53,13 @@ class TaskService:
         self.runner.enqueue(task.task_id)
         return TaskPublic.model_validate(task, from_attributes=True)
 
-    async def _load(self, task_id: str) -> Task:
+    async def _load(self, task_id: str) -> StoredTask:
         task = await store.get_task(self.db, task_id=task_id)
         if task is None:
             raise NotFound(f"no task {task_id}")
         return task
 
-    async def public(self, tasks: Sequence[Task]) -> list[TaskPublic]:
+    async def public(self, tasks: Sequence[StoredTask]) -> list[TaskPublic]:
         """Tasks as clients see them: live progress and heartbeat while they run (read from
         Redis in one round trip for all of them)."""
         running = [task.task_id for task in tasks if task.status is TaskStatus.RUNNING]

@@ -32,7 +32,16 @@ from sqlalchemy.engine import RowMapping
 from app.core.batching import GroupCommit
 from app.core.db import Database
 from app.errors import InvalidRequest
-from app.models import FINISHED, UNFINISHED, Replica, Task, TaskEvent, TaskStatus, utcnow
+from app.models import (
+    FINISHED,
+    UNFINISHED,
+    Replica,
+    StoredTask,
+    Task,
+    TaskEvent,
+    TaskStatus,
+    utcnow,
+)
 
 # Rows one shared transaction may carry (well under SQLite's bound-parameter limit).
 MAX_BATCH = 256
@@ -43,8 +52,8 @@ UNFINISHED_VALUES = [status.value for status in UNFINISHED]
 Transition = tuple[str, TaskStatus | None, TaskStatus, str | None, int]
 
 
-def _task(row: RowMapping) -> Task:
-    return Task.model_validate(dict(row))
+def _task(row: RowMapping) -> StoredTask:
+    return StoredTask.model_validate(dict(row))
 
 
 def _log(conn: Connection, transitions: Sequence[Transition]) -> None:
@@ -88,12 +97,12 @@ def _transition(
 # ----- create ----------------------------------------------------------------------------
 
 
-async def insert_task(db: Database, *, task: Task) -> None:
+async def insert_task(db: Database, *, task: StoredTask) -> None:
     """Stores a new task; returns once the transaction holding it has committed."""
     await _write(db, task)
 
 
-def _insert_batch(conn: Connection, new_tasks: Sequence[Task]) -> list[None]:
+def _insert_batch(conn: Connection, new_tasks: Sequence[StoredTask]) -> list[None]:
     conn.execute(insert(tasks), [task.model_dump() for task in new_tasks])
     _log(conn, [(task.task_id, None, task.status, task.owner, task.attempt) for task in new_tasks])
     return [None] * len(new_tasks)
@@ -102,8 +111,8 @@ def _insert_batch(conn: Connection, new_tasks: Sequence[Task]) -> list[None]:
 # ----- read ------------------------------------------------------------------------------
 
 
-async def get_task(db: Database, *, task_id: str) -> Task | None:
-    def read(conn: Connection) -> Task | None:
+async def get_task(db: Database, *, task_id: str) -> StoredTask | None:
+    def read(conn: Connection) -> StoredTask | None:
         query = select(tasks).where(tasks.c.task_id == task_id)
         row = conn.execute(query).mappings().first()
         return None if row is None else _task(row)
@@ -123,7 +132,7 @@ async def task_history(db: Database, *, task_id: str) -> list[TaskEvent]:
     return await db.read(read)
 
 
-def encode_cursor(task: Task) -> str:
+def encode_cursor(task: StoredTask) -> str:
     raw = f"{task.created_at.isoformat()}|{task.task_id}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
@@ -144,7 +153,7 @@ async def list_tasks(
     algorithm: str | None = None,
     limit: int = 50,
     cursor: str | None = None,
-) -> tuple[list[Task], str | None]:
+) -> tuple[list[StoredTask], str | None]:
     """A page of tasks, newest first, and the cursor of the next page (None at the end)."""
     query = select(tasks)
     if status is not None:
@@ -184,15 +193,15 @@ class _Start:
     owner: str
 
 
-async def start_run(db: Database, *, task_id: str, owner: str) -> Task | None:
+async def start_run(db: Database, *, task_id: str, owner: str) -> StoredTask | None:
     """pending -> running for the owner's next attempt; None when the task is not
     startable by this owner (cancelled, finished, adopted elsewhere, cancel asked)."""
-    started: Task | None = await _write(db, _Start(task_id, owner))
+    started: StoredTask | None = await _write(db, _Start(task_id, owner))
     return started
 
 
-def _start_batch(conn: Connection, starts: Sequence[_Start]) -> list[Task | None]:
-    started: dict[str, Task] = {}
+def _start_batch(conn: Connection, starts: Sequence[_Start]) -> list[StoredTask | None]:
+    started: dict[str, StoredTask] = {}
     now = utcnow()
     for owner in {start.owner for start in starts}:
         mine = [start for start in starts if start.owner == owner]
@@ -323,7 +332,7 @@ def _finish_batch(conn: Connection, finishes: Sequence[_Finish]) -> list[bool]:
     return [winners.get(finish.task_id) is finish for finish in finishes]
 
 
-_Write = Task | _Start | _Finish
+_Write = StoredTask | _Start | _Finish
 
 
 def _write_batch(conn: Connection, writes: Sequence[_Write]) -> list[Any]:
@@ -339,7 +348,7 @@ def _write_batch(conn: Connection, writes: Sequence[_Write]) -> list[Any]:
 
 
 _APPLIERS: tuple[tuple[type, Callable[[Connection, Any], list[Any]]], ...] = (
-    (Task, _insert_batch),
+    (StoredTask, _insert_batch),
     (_Start, _start_batch),
     (_Finish, _finish_batch),
 )
@@ -483,7 +492,7 @@ async def save_progress(
         await db.write(lambda conn: conn.execute(_SAVE_PROGRESS, params))
 
 
-async def expired_tasks(db: Database, *, limit: int = 500) -> Sequence[Task]:
+async def expired_tasks(db: Database, *, limit: int = 500) -> Sequence[StoredTask]:
     """Unfinished tasks that nobody holds: handed back, or owned by a replica whose lease
     lapsed (or that has no lease at all)."""
     live_replicas = select(replicas.c.replica_id).where(~_lapsed())
@@ -500,7 +509,7 @@ async def expired_tasks(db: Database, *, limit: int = 500) -> Sequence[Task]:
     return [_task(row) for row in rows]
 
 
-def _same_holder(task: Task) -> Any:
+def _same_holder(task: StoredTask) -> Any:
     """Compare-and-set guard: the row is still as the sweeper saw it."""
     owner = tasks.c.owner.is_(None) if task.owner is None else tasks.c.owner == task.owner
     return and_(
@@ -530,7 +539,7 @@ def _still_lapsed(conn: Connection, owners: set[str]) -> set[str]:
 class Takeover:
     """What becomes of one abandoned task: its new status and the columns that change."""
 
-    task: Task  # as the sweeper saw it
+    task: StoredTask  # as the sweeper saw it
     to_status: TaskStatus
     values: dict[str, Any]
 

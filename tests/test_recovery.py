@@ -11,7 +11,7 @@ from helpers import create, eventually, wait_for
 from sqlalchemy import text
 
 from app import store
-from app.models import Task, TaskStatus, new_task_id, utcnow
+from app.models import StoredTask, TaskStatus, new_task_id, utcnow
 from app.runner import recovery
 
 pytestmark = pytest.mark.anyio
@@ -39,7 +39,7 @@ async def orphan(client: httpx.AsyncClient, *, lease_s: float | None = -5, **fie
         "owner": DEAD,
     }
     values.update(fields)
-    task = Task.model_validate(values)
+    task = StoredTask.model_validate(values)
     await store.insert_task(db, task=task)
     return task.task_id
 

@@ -11,7 +11,7 @@ from anyio.abc import TaskStatus
 from redis.exceptions import RedisError
 
 from app import store
-from app.models import Task, utcnow
+from app.models import StoredTask, utcnow
 from app.models import TaskStatus as Status
 from app.store import Takeover
 
@@ -43,7 +43,7 @@ async def _unlock(runner: "Runner", token: str) -> None:
         await runner.live.client.eval(RELEASE_LOCK, 1, runner.live.keys.sweeper_lock, token)
 
 
-def plan_for(task: Task, *, replica_id: str, max_attempts: int) -> Takeover:
+def plan_for(task: StoredTask, *, replica_id: str, max_attempts: int) -> Takeover:
     """The fate of one abandoned task: cancelled (asked), failed (attempts used up), or
     pending again on this replica."""
     holder = task.owner or "none (handed back)"
