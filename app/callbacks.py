@@ -151,14 +151,14 @@ class CallbackReceiver:
         if not won:
             current = await service.get(task.task_id)
             raise Conflict(f"task {task.task_id} changed meanwhile: {current.status.value}")
-        await service.updates.status_changed(task.task_id, report.status, row.attempt, progress)
+        service.updates.status_changed(task.task_id, report.status, row.attempt, progress)
         run = service.runner.local_run(task.task_id)
         if run is not None:
             run.scope.cancel()  # finished by the engine's word: the local run has nothing to add
         return await service.get(task.task_id)
 
     async def _progress(self, task: TaskPublic, progress: int) -> None:
-        await self.service.updates.progress_changed(task.task_id, task.attempt, progress)
+        self.service.updates.progress_changed(task.task_id, task.attempt, progress)
 
 
 def apply_foreign_update(service: TaskService, update: Update) -> None:

@@ -102,6 +102,8 @@ async def running_replica(settings: Settings) -> AsyncIterator[ReplicaContext]:
         async with anyio.create_task_group() as tg:
             await tg.start(watcher.run)
             await tg.start(updates.run)
+            await tg.start(updates.outbox.run)
+            await tg.start(live.run_events.run)
             await tg.start(runner.run)
             log.info("replica %s ready", replica_id)
             try:

@@ -102,7 +102,7 @@ class TaskService:
         if task.status is TaskStatus.PENDING and await store.cancel_pending(
             self.db, task_id=task_id, replica=self.runner.replica_id
         ):
-            await self.updates.status_changed(task_id, TaskStatus.CANCELLED, task.attempt)
+            self.updates.status_changed(task_id, TaskStatus.CANCELLED, task.attempt)
             return await self.get(task_id)
         if not await store.request_cancel(self.db, task_id=task_id):
             task = await self._load(task_id)

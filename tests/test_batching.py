@@ -7,7 +7,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from app.core.batching import GroupCommit
+from app.core.batching import GroupCommit, Outbox
 
 pytestmark = pytest.mark.anyio
 
@@ -106,3 +106,43 @@ async def test_a_cancelled_leader_still_finishes_the_batch_others_wait_on() -> N
     assert recorder.batches == [[1], [2]]  # the leader's own write was not abandoned
     assert results[2] == 20
     assert leader_scope.cancelled_caught or leader_scope.cancel_called
+
+
+async def test_an_outbox_sends_in_order_in_batches_without_making_senders_wait() -> None:
+    sent: list[list[int]] = []
+    release = anyio.Event()
+
+    async def send(items: Sequence[int]) -> None:
+        sent.append(list(items))
+        await release.wait()  # the first batch is slow: the rest piles up meanwhile
+
+    outbox = Outbox(send, max_batch=3, name="test")
+    async with anyio.create_task_group() as tg:
+        await tg.start(outbox.run)
+        outbox.put(1)
+        await anyio.wait_all_tasks_blocked()
+        for item in range(2, 7):
+            outbox.put(item)  # returns at once, though nothing is being sent
+        assert sent == [[1]]
+        release.set()
+        await outbox.flush()
+        tg.cancel_scope.cancel()
+    assert sent == [[1], [2, 3, 4], [5, 6]]
+
+
+async def test_an_outbox_survives_a_failing_send() -> None:
+    sent: list[int] = []
+
+    async def send(items: Sequence[int]) -> None:
+        if 1 in items:
+            raise RuntimeError("boom")
+        sent.extend(items)
+
+    outbox = Outbox(send, max_batch=1, name="test")
+    async with anyio.create_task_group() as tg:
+        await tg.start(outbox.run)
+        outbox.put(1)
+        outbox.put(2)
+        await outbox.flush()
+        tg.cancel_scope.cancel()
+    assert sent == [2]

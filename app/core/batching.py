@@ -1,17 +1,20 @@
-"""Group commit: concurrent writes of one kind share one transaction.
-
-Each caller still waits until the transaction holding its own write has committed (or
+"""Batching. GroupCommit: concurrent writes of one kind share one transaction, and each
+caller still waits until the transaction holding its own write has committed (or
 failed), so durability is unchanged; what is shared is the per-transaction cost (driver
 round trips, the commit, the fsync), which is most of the cost of a small write.
+
+Outbox: best-effort messages, sent in batches by a task of their own while senders go on.
 """
 
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 import anyio
+from anyio.abc import TaskStatus
 
 log = logging.getLogger(__name__)
 Item = TypeVar("Item")
@@ -86,3 +89,53 @@ class GroupCommit(Generic[Item, Result]):
         )
         for pending in batch:
             pending.done.set()
+
+
+class Outbox(Generic[Item]):
+    """Best-effort messages whose senders must not wait (Redis live keys, update hints):
+    `put` queues an item and returns at once; the outbox's own task sends whatever queued
+    meanwhile with one `send(items)` call, in order, at most `max_batch` items at a time.
+
+    A sender pays an append, not a wait and a wake-up per item. `send` must not raise for an
+    expected outage (it logs and recovers in its own way); anything else is logged and the
+    batch is dropped, never the outbox.
+    """
+
+    def __init__(
+        self, send: Callable[[Sequence[Item]], Awaitable[None]], *, max_batch: int, name: str
+    ) -> None:
+        self._send = send
+        self._name = name
+        self._max_batch = max_batch
+        self._items: deque[Item] = deque()
+        self._queued = anyio.Event()
+        self._sent = anyio.Event()
+        self._sending = False
+
+    def put(self, item: Item) -> None:
+        self._items.append(item)
+        self._queued.set()
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Sends until cancelled; started with `tg.start` by whoever owns the outbox."""
+        task_status.started()
+        while True:
+            if not self._items:
+                self._queued = anyio.Event()
+                await self._queued.wait()
+            count = min(len(self._items), self._max_batch)
+            batch = [self._items.popleft() for _ in range(count)]
+            self._sending = True
+            try:
+                await self._send(batch)
+            except Exception:
+                log.exception("%s: %d items not sent", self._name, len(batch))
+            finally:
+                self._sending = False
+                self._sent.set()
+                self._sent = anyio.Event()
+
+    async def flush(self) -> None:
+        """Returns once everything queued before the call has been sent (or dropped)."""
+        while self._items or self._sending:
+            await self._sent.wait()

@@ -23,7 +23,7 @@ async def beat_once(runner: "Runner") -> None:
         ended = [task_id for task_id in beaten if runner.local_run(task_id) is None]
         if ended:
             await runner.live.clear(ended)
-    await runner.updates.publish_progress(runner.running_attempts())
+    runner.updates.publish_progress(runner.running_attempts())
     renewal_started_s = time.monotonic()
     lease_until = store.lease_deadline(settings.lease_duration_s)
     try:

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from app.core.batching import GroupCommit
+from app.core.batching import Outbox
 from app.runner.keys import HEARTBEAT_TTL_S, RedisKeys
 
 log = logging.getLogger(__name__)
@@ -84,8 +84,8 @@ class LiveState:
         self._sequence = itertools.count()
         # Ended tasks whose live keys could not be deleted (Redis away): the next beat does.
         self._uncleared: set[str] = set()
-        # Runs that start or end together share one round trip.
-        self._run_events: GroupCommit[_RunEvent, None] = GroupCommit(
+        # Runs that start or end meanwhile share one round trip; nobody waits for it.
+        self.run_events: Outbox[_RunEvent] = Outbox(
             self._send_run_events, max_batch=MAX_RUN_EVENTS_PER_TRIP, name="run events"
         )
 
@@ -136,15 +136,15 @@ class LiveState:
 
         return await self._tolerant("heartbeat", send) is True
 
-    async def started(self, task_id: str, algorithm: str, count: int) -> None:
+    def started(self, task_id: str, algorithm: str, count: int) -> None:
         """A run started; `count` is this replica's running tasks of the algorithm now."""
-        await self._run_events.submit(_RunEvent(task_id, algorithm, count, started=True))
+        self.run_events.put(_RunEvent(task_id, algorithm, count, started=True))
 
-    async def finished(self, task_id: str, algorithm: str, count: int) -> None:
+    def finished(self, task_id: str, algorithm: str, count: int) -> None:
         """A run ended: its live keys go; `count` as in `started`."""
-        await self._run_events.submit(_RunEvent(task_id, algorithm, count, started=False))
+        self.run_events.put(_RunEvent(task_id, algorithm, count, started=False))
 
-    async def _send_run_events(self, events: Sequence[_RunEvent]) -> list[None]:
+    async def _send_run_events(self, events: Sequence[_RunEvent]) -> None:
         latest = {event.task_id: event for event in events}  # a run may start and end here
         counts = {event.algorithm: event.count for event in events}
         started = {task_id: 0 for task_id, event in latest.items() if event.started}
@@ -162,7 +162,6 @@ class LiveState:
 
         if await self._tolerant("run starts and ends", send) is None:
             self._uncleared.update(ended)
-        return [None] * len(events)
 
     def _queue_clear(self, pipe: Any, task_ids: list[str]) -> None:
         pipe.delete(*(self.keys.heartbeat(task_id) for task_id in task_ids))

@@ -92,7 +92,7 @@ async def sweep_once(runner: "Runner") -> None:
             log.warning("task %s of replica %s: %s", task.task_id, task.owner, plan.to_status.value)
             if plan.to_status is Status.PENDING:
                 runner.enqueue(task.task_id)
-            await runner.updates.status_changed(task.task_id, plan.to_status, task.attempt)
+            runner.updates.status_changed(task.task_id, plan.to_status, task.attempt)
     finally:
         await _unlock(runner, token)
 

@@ -171,10 +171,7 @@ class Runner:
             self._runs_changed = anyio.Event()
             if run.adapter is not None:
                 self._active[run.algorithm] -= 1
-                with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_TIMEOUT_S):
-                    await self.live.finished(
-                        run.task_id, run.algorithm, self._active[run.algorithm]
-                    )
+                self.live.finished(run.task_id, run.algorithm, self._active[run.algorithm])
             self._admit()
 
     async def _run_once(self, run: LocalRun) -> None:
@@ -203,9 +200,9 @@ class Runner:
     async def _announce_running(self, run: LocalRun) -> None:
         """Tells Redis (heartbeat, active count) and watchers that the run is under way;
         after the submit, so that the job never waits for these round trips."""
-        await self.live.started(run.task_id, run.algorithm, self._active[run.algorithm])
+        self.live.started(run.task_id, run.algorithm, self._active[run.algorithm])
         log.info("task %s: attempt %d started", run.task_id, run.attempt)
-        await self.updates.status_changed(run.task_id, Status.RUNNING, run.attempt)
+        self.updates.status_changed(run.task_id, Status.RUNNING, run.attempt)
 
     async def _drive(self, run: LocalRun, adapter: Algorithm, task: StoredTask) -> Outcome:
         if run.cancel_requested:
@@ -287,9 +284,7 @@ class Runner:
             log.error("task %s: outcome %s lost: database away", run.task_id, outcome.status)
         elif won:
             log.info("task %s: %s", run.task_id, outcome.status.value)
-            await self.updates.status_changed(
-                run.task_id, outcome.status, run.attempt, outcome.progress
-            )
+            self.updates.status_changed(run.task_id, outcome.status, run.attempt, outcome.progress)
         else:
             log.warning("task %s: no longer ours; outcome %s dropped", run.task_id, outcome)
 
@@ -333,6 +328,9 @@ class Runner:
                 log.info("released %d unfinished tasks for other replicas", released)
             except Exception as exc:
                 log.warning("could not release the unfinished tasks: %s", exc)
+            # What the ended runs queued goes out before this replica's counts are dropped.
+            await self.live.run_events.flush()
+            await self.updates.outbox.flush()
             await self.live.forget_replica(self.replica_id, self.registry.names())
         if self._tg is not None:
             self._tg.cancel_scope.cancel()

@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 from anyio.abc import TaskStatus as StartStatus
 from redis.exceptions import RedisError
 
-from app.core.batching import GroupCommit
+from app.core.batching import Outbox
 from app.models import TaskStatus
 from app.runner.keys import RedisKeys
 
@@ -124,7 +124,8 @@ class UpdateHub:
         self.runs_here: Callable[[str], bool] = lambda _task_id: False
         self._subscriptions: dict[str, set[Subscription]] = {}
         self._published_progress: dict[str, tuple[int, int]] = {}
-        self._outbox: GroupCommit[list[Update], None] = GroupCommit(
+        # Updates published meanwhile go out as one message; nobody waits for it.
+        self.outbox: Outbox[Update] = Outbox(
             self._publish_together, max_batch=MAX_UPDATES_PER_MESSAGE, name="updates"
         )
 
@@ -176,14 +177,8 @@ class UpdateHub:
 
     # ----- publishing ------------------------------------------------------------------
 
-    async def _publish(self, updates: list[Update]) -> None:
-        """Never raises for Redis: when it is away, local waiters still hear the updates.
-        Updates published together (by concurrent callers) go out as one message."""
-        if updates:
-            await self._outbox.submit(updates)
-
-    async def _publish_together(self, batches: Sequence[list[Update]]) -> list[None]:
-        updates = [update for batch in batches for update in batch]
+    async def _publish_together(self, updates: Sequence[Update]) -> None:
+        """One message; when Redis is away, local waiters still hear the updates."""
         try:
             message = encode_message(self.replica_id, updates)
             await self.client.publish(self.keys.updates_channel, message)
@@ -191,37 +186,31 @@ class UpdateHub:
             log.warning("redis unavailable, updates delivered on this replica only: %s", exc)
             for update in updates:
                 self._dispatch(update)
-        return [None] * len(batches)
 
-    async def status_changed(
+    def status_changed(
         self, task_id: str, status: TaskStatus, attempt: int, progress: int = 0
     ) -> None:
         if status.finished:
             self._published_progress.pop(task_id, None)
-        update = Update(task_id, STATUS, status.value, attempt, progress, self.replica_id)
-        await self._publish([update])
+        self.outbox.put(Update(task_id, STATUS, status.value, attempt, progress, self.replica_id))
 
-    async def progress_changed(self, task_id: str, attempt: int, progress: int) -> None:
+    def progress_changed(self, task_id: str, attempt: int, progress: int) -> None:
         self._published_progress[task_id] = (attempt, progress)
         running = TaskStatus.RUNNING.value
-        await self._publish(
-            [Update(task_id, PROGRESS, running, attempt, progress, self.replica_id)]
-        )
+        self.outbox.put(Update(task_id, PROGRESS, running, attempt, progress, self.replica_id))
 
-    async def publish_progress(self, running: Mapping[str, tuple[int, int]]) -> None:
-        """Publishes, in one round trip, the progress of the runs (task_id -> (attempt,
-        progress)) that moved since it was last published; called from the heartbeat."""
+    def publish_progress(self, running: Mapping[str, tuple[int, int]]) -> None:
+        """Publishes the progress of the runs (task_id -> (attempt, progress)) that moved
+        since it was last published; called from the heartbeat."""
         for task_id in set(self._published_progress) - set(running):
             del self._published_progress[task_id]
         status = TaskStatus.RUNNING.value
-        updates = []
         for task_id, (attempt, progress) in running.items():
             if self._published_progress.get(task_id, (attempt, 0)) != (attempt, progress):
                 self._published_progress[task_id] = (attempt, progress)
-                updates.append(
+                self.outbox.put(
                     Update(task_id, PROGRESS, status, attempt, progress, self.replica_id)
                 )
-        await self._publish(updates)
 
     # ----- the subscriber --------------------------------------------------------------
 
