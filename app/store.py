@@ -112,12 +112,16 @@ def _insert_batch(conn: Connection, new_tasks: Sequence[StoredTask]) -> list[Non
 
 
 async def get_task(db: Database, *, task_id: str) -> StoredTask | None:
-    def read(conn: Connection) -> StoredTask | None:
-        query = select(tasks).where(tasks.c.task_id == task_id)
-        row = conn.execute(query).mappings().first()
-        return None if row is None else _task(row)
+    """The task as committed when the call was made. Lookups made meanwhile share one
+    query: a worker-thread hop per lookup costs far more than the lookup itself."""
+    found: StoredTask | None = await _batched(db, "reads", task_id, _get_batch, write=False)
+    return found
 
-    return await db.read(read)
+
+def _get_batch(conn: Connection, task_ids: Sequence[str]) -> list[StoredTask | None]:
+    query = select(tasks).where(tasks.c.task_id.in_(set(task_ids)))
+    found = {row["task_id"]: _task(row) for row in conn.execute(query).mappings()}
+    return [found.get(task_id) for task_id in task_ids]
 
 
 async def task_history(db: Database, *, task_id: str) -> list[TaskEvent]:
@@ -354,19 +358,34 @@ _APPLIERS: tuple[tuple[type, Callable[[Connection, Any], list[Any]]], ...] = (
 )
 
 
-_WRITES: "WeakKeyDictionary[Database, GroupCommit[_Write, Any]]" = WeakKeyDictionary()
-
-
 async def _write(db: Database, write: _Write) -> Any:
     """Submits one hot write to the database's group commit."""
-    group = _WRITES.get(db)
+    return await _batched(db, "writes", write, _write_batch, write=True)
+
+
+_GROUPS: "WeakKeyDictionary[Database, dict[str, GroupCommit[Any, Any]]]" = WeakKeyDictionary()
+
+
+async def _batched(
+    db: Database,
+    name: str,
+    item: Any,
+    apply: Callable[[Connection, Sequence[Any]], list[Any]],
+    *,
+    write: bool,
+) -> Any:
+    """Submits `item` to the database's group `name`: what is submitted meanwhile is applied
+    together by one `apply(conn, items)`, in one write transaction or one read."""
+    groups = _GROUPS.setdefault(db, {})
+    group = groups.get(name)
     if group is None:
+        run = db.write if write else db.read
 
-        async def in_one_transaction(writes: Sequence[_Write]) -> list[Any]:
-            return await db.write(lambda conn: _write_batch(conn, writes))
+        async def together(items: Sequence[Any]) -> list[Any]:
+            return await run(lambda conn: apply(conn, items))
 
-        group = _WRITES[db] = GroupCommit(in_one_transaction, max_batch=MAX_BATCH, name="writes")
-    return await group.submit(write)
+        group = groups[name] = GroupCommit(together, max_batch=MAX_BATCH, name=name)
+    return await group.submit(item)
 
 
 # ----- cancel ----------------------------------------------------------------------------
