@@ -22,8 +22,8 @@ test: dev clib-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: dev
-	$(BIN)/ruff check app tests alembic setup.py bench
-	$(BIN)/ruff format --check app tests alembic setup.py bench
+	$(BIN)/ruff check app tests setup.py bench
+	$(BIN)/ruff format --check app tests setup.py bench
 	$(BIN)/mypy app
 
 chaos: dev

@@ -7,12 +7,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, text
 from sqlmodel import SQLModel
 
-from alembic import command
 from app.core.db import driver_url
 from app.core.migrations import alembic_config, upgrade_to_head
 from app.models import utcnow

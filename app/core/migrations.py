@@ -2,18 +2,16 @@
 
 from pathlib import Path
 
+from alembic import command
 from alembic.config import Config
 
-from alembic import command
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+# Shipped inside the package, so a plain `pip install .` can migrate too.
+MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 
 
 def alembic_config(database_url: str) -> Config:
-    ini = REPO_ROOT / "alembic.ini"
-    if not ini.is_file():
-        raise RuntimeError(f"migrations not found at {REPO_ROOT}: install taskbeat editable")
-    config = Config(str(ini))
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["database_url"] = database_url
     config.attributes["configure_logging"] = False
     return config
