@@ -31,7 +31,7 @@ async def beat_once(runner: "Runner") -> None:
             runner.db, replica_id=runner.replica_id, lease_until=lease_until
         )
     except Exception as exc:
-        log.warning("could not renew leases: %s", exc)
+        log.warning("could not renew the lease: %s", exc)
         if renewal_started_s - runner.last_renewal_s > settings.lease_duration_s:
             runner.fence(held=frozenset(), before_s=renewal_started_s)
         return

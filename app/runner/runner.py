@@ -197,9 +197,9 @@ class Runner:
         outcome = await self._drive(run, adapter, task)
         await self._persist(run, outcome)
 
-    async def _announce_running(self, run: LocalRun) -> None:
-        """Tells Redis (heartbeat, active count) and watchers that the run is under way;
-        after the submit, so that the job never waits for these round trips."""
+    def _announce_running(self, run: LocalRun) -> None:
+        """Tells Redis (heartbeat, active count) and watchers, through their outboxes, that
+        the run is under way: once its job was submitted."""
         self.live.started(run.task_id, run.algorithm, self._active[run.algorithm])
         log.info("task %s: attempt %d started", run.task_id, run.attempt)
         self.updates.status_changed(run.task_id, Status.RUNNING, run.attempt)
@@ -215,7 +215,7 @@ class Runner:
             return Outcome(Status.FAILED, 0, error=f"submit failed: {exc}")
         job_finished = False
         try:
-            await self._announce_running(run)
+            self._announce_running(run)
             if run.cancel_requested:
                 await adapter.cancel(run.handle)
             with anyio.move_on_after(task.timeout_s):
