@@ -30,7 +30,8 @@ STATUS = "status"
 PROGRESS = "progress"
 RESYNC = "resync"
 MAX_BUFFERED_UPDATES = 256
-MAX_UPDATES_PER_MESSAGE = 1024
+# Lists of updates per message (a heartbeat's progress of every run is one list).
+MAX_LISTS_PER_MESSAGE = 1024
 RECONNECT_MAX_DELAY_S = 5.0
 
 
@@ -125,8 +126,8 @@ class UpdateHub:
         self._subscriptions: dict[str, set[Subscription]] = {}
         self._published_progress: dict[str, tuple[int, int]] = {}
         # Updates published meanwhile go out as one message; nobody waits for it.
-        self.outbox: Outbox[Update] = Outbox(
-            self._publish_together, max_batch=MAX_UPDATES_PER_MESSAGE, name="updates"
+        self.outbox: Outbox[Sequence[Update]] = Outbox(
+            self._publish_together, max_batch=MAX_LISTS_PER_MESSAGE, name="updates"
         )
 
     # ----- local waiters ---------------------------------------------------------------
@@ -177,8 +178,9 @@ class UpdateHub:
 
     # ----- publishing ------------------------------------------------------------------
 
-    async def _publish_together(self, updates: Sequence[Update]) -> None:
+    async def _publish_together(self, lists: Sequence[Sequence[Update]]) -> None:
         """One message; when Redis is away, local waiters still hear the updates."""
+        updates = [update for updates in lists for update in updates]
         try:
             message = encode_message(self.replica_id, updates)
             await self.client.publish(self.keys.updates_channel, message)
@@ -192,12 +194,12 @@ class UpdateHub:
     ) -> None:
         if status.finished:
             self._published_progress.pop(task_id, None)
-        self.outbox.put(Update(task_id, STATUS, status.value, attempt, progress, self.replica_id))
+        self.outbox.put([Update(task_id, STATUS, status.value, attempt, progress, self.replica_id)])
 
     def progress_changed(self, task_id: str, attempt: int, progress: int) -> None:
         self._published_progress[task_id] = (attempt, progress)
         running = TaskStatus.RUNNING.value
-        self.outbox.put(Update(task_id, PROGRESS, running, attempt, progress, self.replica_id))
+        self.outbox.put([Update(task_id, PROGRESS, running, attempt, progress, self.replica_id)])
 
     def publish_progress(self, running: Mapping[str, tuple[int, int]]) -> None:
         """Publishes the progress of the runs (task_id -> (attempt, progress)) that moved
@@ -205,12 +207,13 @@ class UpdateHub:
         for task_id in set(self._published_progress) - set(running):
             del self._published_progress[task_id]
         status = TaskStatus.RUNNING.value
+        moved = []
         for task_id, (attempt, progress) in running.items():
             if self._published_progress.get(task_id, (attempt, 0)) != (attempt, progress):
                 self._published_progress[task_id] = (attempt, progress)
-                self.outbox.put(
-                    Update(task_id, PROGRESS, status, attempt, progress, self.replica_id)
-                )
+                moved.append(Update(task_id, PROGRESS, status, attempt, progress, self.replica_id))
+        if moved:
+            self.outbox.put(moved)  # one message, however many runs moved
 
     # ----- the subscriber --------------------------------------------------------------
 
