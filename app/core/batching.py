@@ -1,7 +1,8 @@
 """Batching. GroupCommit: concurrent writes of one kind share one transaction, and each
 caller still waits until the transaction holding its own write has committed (or
 failed), so durability is unchanged; what is shared is the per-transaction cost (driver
-round trips, the commit, the fsync), which is most of the cost of a small write.
+round trips, the commit, the fsync, the worker-thread hop), which is most of the cost of a
+small write. The store batches its task lookups the same way.
 
 Outbox: best-effort messages, sent in batches by a task of their own while senders go on.
 """
