@@ -542,16 +542,13 @@ def _same_holder(task: StoredTask) -> Any:
 def _still_lapsed(conn: Connection, owners: set[str]) -> set[str]:
     """Of these owners, those whose lease is still lapsed (or absent); their lease rows stay
     locked until the takeover commits, so none of them renews in between."""
-    leases: dict[str, datetime] = dict(
-        conn.execute(
-            select(replicas.c.replica_id, replicas.c.lease_expires_at)
-            .where(replicas.c.replica_id.in_(sorted(owners)))
-            .order_by(replicas.c.replica_id)
-            .with_for_update()
-        ).all()
-    )
-    now = utcnow()
-    return {owner for owner in owners if owner not in leases or leases[owner] < now}
+    rows = conn.execute(
+        select(replicas.c.replica_id, _lapsed().label("lapsed"))
+        .where(replicas.c.replica_id.in_(sorted(owners)))
+        .order_by(replicas.c.replica_id)
+        .with_for_update()
+    ).all()
+    return owners - {replica_id for replica_id, lapsed in rows if not lapsed}
 
 
 @dataclass(frozen=True, slots=True)
