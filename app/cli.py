@@ -1,6 +1,7 @@
 """The `taskbeat` console script."""
 
 import argparse
+import contextlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -9,6 +10,8 @@ from pydantic import ValidationError
 
 from app import cli_heartbeats, cli_tasks
 from app.core.config import Settings
+
+EXIT_REPLICA_FAILED = 1
 
 
 def _settings() -> Settings:
@@ -25,6 +28,7 @@ def _settings() -> Settings:
 
 def serve(args: argparse.Namespace) -> None:
     import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
 
     from app.core.gc_policy import tune_for_service
     from app.main import create_app
@@ -34,15 +38,26 @@ def serve(args: argparse.Namespace) -> None:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    app = create_app(settings)
-    tune_for_service()
-    uvicorn.run(
+
+    def stop_serving() -> None:
+        server.should_exit = True
+
+    app = create_app(settings, on_replica_failure=stop_serving)
+    config = uvicorn.Config(
         app,
         host=args.host or settings.host,
         port=args.port or settings.port,
         log_level=settings.log_level,
         timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 5,
     )
+    server = uvicorn.Server(config)
+    tune_for_service()
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
+    if app.state.replica_failed:
+        sys.exit(EXIT_REPLICA_FAILED)  # for the supervisor: restart this process
 
 
 def migrate(_: argparse.Namespace) -> None:

@@ -1,6 +1,7 @@
 """create_app(): the FastAPI application, its lifespan, routes and error handlers."""
 
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -11,15 +12,32 @@ from app.api.routes import health, meta, tasks, updates
 from app.context import running_replica
 from app.core.config import Settings, get_settings
 
+log = logging.getLogger(__name__)
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+
+def create_app(
+    settings: Settings | None = None, *, on_replica_failure: Callable[[], None] | None = None
+) -> FastAPI:
+    """The app; `on_replica_failure` is called when the replica stops on its own (a fault
+    its loops could not survive), so that the server exits instead of serving unready."""
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with running_replica(settings) as context:
-            app.state.context = context
-            yield
+        app.state.replica_failed = False
+        started = False
+        try:
+            async with running_replica(settings) as context:
+                app.state.context = context
+                started = True
+                yield
+        except Exception:
+            if started:
+                app.state.replica_failed = True
+                log.critical("the replica stopped on an unexpected error; exiting", exc_info=True)
+                if on_replica_failure is not None:
+                    on_replica_failure()
+            raise
 
     app = FastAPI(
         title="taskbeat",

@@ -198,10 +198,35 @@ class _Start:
 
 
 async def start_run(db: Database, *, task_id: str, owner: str) -> StoredTask | None:
-    """pending -> running for the owner's next attempt; None when the task is not
-    startable by this owner (cancelled, finished, adopted elsewhere, cancel asked)."""
+    """pending -> running for the owner's next attempt, or pending -> cancelled when its
+    cancel was asked (returned so, for the caller to announce); None when the task is not
+    the owner's to start (finished, adopted elsewhere)."""
     started: StoredTask | None = await _write(db, _Start(task_id, owner))
     return started
+
+
+def _cancel_asked_pending(conn: Connection, where: Any, *, replica: str) -> list[StoredTask]:
+    """pending -> cancelled for the tasks matching `where` whose cancel was asked: a cancel
+    that reached a task between its holders is honoured by whoever holds it next."""
+    statement = (
+        update(tasks)
+        .where(where, tasks.c.status == TaskStatus.PENDING.value, tasks.c.cancel_requested)
+        .values(
+            status=TaskStatus.CANCELLED.value,
+            error="cancelled before it started",
+            finished_at=utcnow(),
+        )
+        .returning(*tasks.c)
+    )
+    cancelled = [_task(row) for row in conn.execute(statement).mappings()]
+    _log(
+        conn,
+        [
+            (task.task_id, TaskStatus.PENDING, TaskStatus.CANCELLED, replica, task.attempt)
+            for task in cancelled
+        ],
+    )
+    return cancelled
 
 
 def _start_batch(conn: Connection, starts: Sequence[_Start]) -> list[StoredTask | None]:
@@ -209,12 +234,15 @@ def _start_batch(conn: Connection, starts: Sequence[_Start]) -> list[StoredTask 
     now = utcnow()
     for owner in {start.owner for start in starts}:
         mine = [start for start in starts if start.owner == owner]
+        ids = [start.task_id for start in mine]
+        owned = and_(tasks.c.task_id.in_(ids), tasks.c.owner == owner)
+        for task in _cancel_asked_pending(conn, owned, replica=owner):
+            started[task.task_id] = task
         statement = (
             update(tasks)
             .where(
-                tasks.c.task_id.in_([start.task_id for start in mine]),
+                owned,
                 tasks.c.status == TaskStatus.PENDING.value,
-                tasks.c.owner == owner,
                 tasks.c.cancel_requested.is_(False),
             )
             .values(
@@ -233,6 +261,7 @@ def _start_batch(conn: Connection, starts: Sequence[_Start]) -> list[StoredTask 
         [
             (task.task_id, TaskStatus.PENDING, TaskStatus.RUNNING, task.owner, task.attempt)
             for task in started.values()
+            if task.status is TaskStatus.RUNNING
         ],
     )
     # A task asked twice in one batch starts once.
@@ -435,6 +464,7 @@ async def request_cancel(db: Database, *, task_id: str) -> bool:
 class Renewal:
     held: frozenset[str]  # unfinished tasks the owner still holds
     cancel_asked: frozenset[str]  # among them, those whose cancel was asked
+    cancelled: tuple[tuple[str, int], ...] = ()  # (task_id, attempt) of pending ones it ended
 
 
 def _set_lease(conn: Connection, replica_id: str, lease_until: datetime) -> None:
@@ -450,20 +480,24 @@ def _set_lease(conn: Connection, replica_id: str, lease_until: datetime) -> None
 async def renew_lease(db: Database, *, replica_id: str, lease_until: datetime) -> Renewal:
     """Extends the replica's hold on all its unfinished tasks (one row, whatever their
     number). What it no longer holds was taken over; a cancel it missed is in
-    `cancel_asked`. A takeover of its tasks holds the row's lock, so a renewal that races it
-    waits and then sees the tasks gone."""
+    `cancel_asked`, and its pending tasks whose cancel was asked end cancelled here. A
+    takeover of its tasks holds the row's lock, so a renewal that races it waits and then
+    sees the tasks gone."""
     held_query = select(tasks.c.task_id, tasks.c.cancel_requested).where(
         tasks.c.owner == replica_id, tasks.c.status.in_(UNFINISHED_VALUES)
     )
 
-    def renew(conn: Connection) -> list[Any]:
+    def renew(conn: Connection) -> tuple[list[StoredTask], list[Any]]:
         _set_lease(conn, replica_id, lease_until)
-        return list(conn.execute(held_query).all())
+        mine = tasks.c.owner == replica_id
+        cancelled = _cancel_asked_pending(conn, mine, replica=replica_id)
+        return cancelled, list(conn.execute(held_query).all())
 
-    rows = await db.write(renew)
+    cancelled, rows = await db.write(renew)
     return Renewal(
         held=frozenset(task_id for task_id, _ in rows),
         cancel_asked=frozenset(task_id for task_id, asked in rows if asked),
+        cancelled=tuple((task.task_id, task.attempt) for task in cancelled),
     )
 
 
@@ -529,12 +563,14 @@ async def expired_tasks(db: Database, *, limit: int = 500) -> Sequence[StoredTas
 
 
 def _same_holder(task: StoredTask) -> Any:
-    """Compare-and-set guard: the row is still as the sweeper saw it."""
+    """Compare-and-set guard: the row is still as the sweeper saw it, its cancel flag too
+    (a cancel asked since is honoured by the next sweep, never dropped by this one)."""
     owner = tasks.c.owner.is_(None) if task.owner is None else tasks.c.owner == task.owner
     return and_(
         tasks.c.task_id == task.task_id,
         tasks.c.status == task.status.value,
         tasks.c.attempt == task.attempt,
+        tasks.c.cancel_requested.is_(task.cancel_requested),
         owner,
     )
 
@@ -562,8 +598,8 @@ class Takeover:
 
 async def take_over(db: Database, *, plans: Sequence[Takeover], replica: str) -> list[Takeover]:
     """Applies, in one transaction, every plan whose task is still exactly as it was seen
-    (compare-and-set on status, attempt and owner) and whose owner's lease is still lapsed;
-    returns the plans applied. Forgets the lapsed replicas left holding nothing."""
+    (compare-and-set on status, attempt, owner and cancel flag) and whose owner's lease is
+    still lapsed; returns the plans applied. Forgets the lapsed replicas left holding nothing."""
 
     def apply(conn: Connection) -> list[Takeover]:
         owners = {plan.task.owner for plan in plans if plan.task.owner is not None}

@@ -1,9 +1,14 @@
 """Small helpers the tests share."""
 
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
 import httpx
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
 FINISHED = {"succeeded", "failed", "cancelled", "timed_out"}
 
@@ -45,3 +50,29 @@ async def eventually(check: Any, *, timeout_s: float = 5.0, interval_s: float = 
                 return last
             await anyio.sleep(interval_s)
     raise AssertionError(f"condition not met within {timeout_s} s (last value: {last!r})")
+
+
+@asynccontextmanager
+async def holding_lock(database_url: str, pg_statement: str, **params: Any) -> AsyncIterator[None]:
+    """Holds a lock from a connection of its own, as a slow transaction of another replica
+    would: on PostgreSQL the rows `pg_statement` locks (SELECT ... FOR UPDATE), on SQLite
+    the one write lock."""
+    if database_url.startswith("sqlite"):
+        path = database_url.removeprefix("sqlite:///")
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        await anyio.to_thread.run_sync(conn.execute, "BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            await anyio.to_thread.run_sync(conn.rollback)
+            conn.close()
+        return
+    engine = create_engine(database_url, poolclass=NullPool)
+    connection = await anyio.to_thread.run_sync(engine.connect)
+    try:
+        await anyio.to_thread.run_sync(connection.execute, text(pg_statement), params)
+        yield
+    finally:
+        await anyio.to_thread.run_sync(connection.rollback)
+        await anyio.to_thread.run_sync(connection.close)
+        engine.dispose()

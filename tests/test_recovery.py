@@ -144,17 +144,24 @@ async def test_a_task_whose_owner_never_had_a_lease_is_taken_over(
     assert task["attempt"] == 2
 
 
+async def seen_by_a_sweeper(client: httpx.AsyncClient) -> StoredTask:
+    """An orphan as a sweeper read it, this replica's own sweeper kept out of the way."""
+    context = client.app.state.context  # type: ignore[attr-defined]
+    await context.runner.drain(0)
+    task_id = await orphan(client)
+    (seen,) = [task for task in await store.expired_tasks(context.db) if task.task_id == task_id]
+    return seen
+
+
 async def test_a_replica_that_renews_before_the_takeover_keeps_its_tasks(
     client: httpx.AsyncClient,
 ) -> None:
     context = client.app.state.context  # type: ignore[attr-defined]
-    await context.runner.drain(0)  # this replica's own sweeper stays out of the way
-    task_id = await orphan(client)
-    seen = [task for task in await store.expired_tasks(context.db) if task.task_id == task_id]
-    assert len(seen) == 1  # the sweeper saw the lease lapsed...
+    seen = await seen_by_a_sweeper(client)  # the sweeper saw the lease lapsed...
+    task_id = seen.task_id
     lease_until = utcnow() + timedelta(seconds=30)
     await store.renew_lease(context.db, replica_id=DEAD, lease_until=lease_until)  # ...it came back
-    plan = recovery.plan_for(seen[0], replica_id="sweeper", max_attempts=3)
+    plan = recovery.plan_for(seen, replica_id="sweeper", max_attempts=3)
     assert await store.take_over(context.db, plans=[plan], replica="sweeper") == []
     task = await store.get_task(context.db, task_id=task_id)
     assert task is not None

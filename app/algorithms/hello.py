@@ -3,6 +3,7 @@
 from typing import Any
 
 from app.algorithms.base import (
+    AlgorithmError,
     InputRejected,
     JobState,
     JobStatus,
@@ -10,8 +11,10 @@ from app.algorithms.base import (
     compact_json,
 )
 from app.native import (
+    InvalidHandleError,
     InvalidInputError,
     JobWatcher,
+    NativeError,
     NativeLibrary,
     PollError,
 )
@@ -53,7 +56,13 @@ class HelloAlgorithm:
         await self._watcher.wait_finished(handle, timeout_s)
 
     async def cancel(self, handle: int) -> None:
-        self._lib.cancel(handle)
+        """Stops the job; a no-op when it is already gone (freed or stale handle)."""
+        try:
+            self._lib.cancel(handle)
+        except InvalidHandleError:
+            return
+        except NativeError as exc:
+            raise AlgorithmError(f"cancel failed: {exc}") from exc
 
     def release(self, handle: int) -> None:
         self._watcher.forget(handle)

@@ -11,6 +11,8 @@ import anyio
 from anyio.abc import TaskStatus
 from redis.exceptions import RedisError
 
+from app.runner.loops import report_fault
+
 if TYPE_CHECKING:
     from app.runner.runner import Runner
 
@@ -29,7 +31,7 @@ async def publish_cancel(runner: "Runner", task_id: str) -> None:
 async def cancel_listener(
     runner: "Runner", *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
 ) -> None:
-    """Cancels local runs named on the cancel channel; resubscribes after Redis errors."""
+    """Cancels local runs named on the cancel channel; resubscribes after any fault."""
     started = False
     while True:
         try:
@@ -43,9 +45,13 @@ async def cancel_listener(
                         ignore_subscribe_messages=True, timeout=READ_TIMEOUT_S
                     )
                     if message is not None and message["type"] == "message":
-                        await runner.cancel_local(str(message["data"]))
-        except (RedisError, OSError) as exc:
-            log.warning("cancel channel lost (%s); resubscribing", exc)
+                        task_id = str(message["data"])
+                        try:
+                            await runner.cancel_local(task_id)
+                        except Exception as exc:
+                            report_fault(f"cancel of task {task_id}", exc)
+        except Exception as exc:
+            report_fault("cancel channel (resubscribing)", exc)
             if not started:
                 started = True
                 task_status.started()

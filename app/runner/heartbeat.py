@@ -9,6 +9,8 @@ import anyio
 from anyio.abc import TaskStatus
 
 from app import store
+from app.models import TaskStatus as Status
+from app.runner.loops import every
 
 if TYPE_CHECKING:
     from app.runner.runner import Runner
@@ -37,9 +39,11 @@ async def beat_once(runner: "Runner") -> None:
         return
     runner.last_renewal_s = renewal_started_s
     runner.fence(held=renewal.held, before_s=renewal_started_s)
+    for task_id, attempt in renewal.cancelled:
+        runner.updates.status_changed(task_id, Status.CANCELLED, attempt)
     for task_id in renewal.cancel_asked:
         run = runner.local_run(task_id)
-        if run is not None and not run.cancel_requested:
+        if run is not None and not run.cancel_delivered:
             await runner.cancel_local(task_id)
     now = time.monotonic()
     if now - runner.last_progress_save_s >= settings.progress_persist_interval_s:
@@ -55,9 +59,5 @@ async def beat_once(runner: "Runner") -> None:
 async def heartbeat_loop(
     runner: "Runner", *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
 ) -> None:
-    interval_s = runner.settings.heartbeat_interval_s
     task_status.started()
-    while True:
-        started = anyio.current_time()
-        await beat_once(runner)
-        await anyio.sleep(max(0.0, interval_s - (anyio.current_time() - started)))
+    await every(runner.settings.heartbeat_interval_s, lambda: beat_once(runner), what="heartbeat")

@@ -13,6 +13,7 @@ from redis.exceptions import RedisError
 from app import store
 from app.models import StoredTask, utcnow
 from app.models import TaskStatus as Status
+from app.runner.loops import every
 from app.store import Takeover
 
 if TYPE_CHECKING:
@@ -101,10 +102,5 @@ async def sweeper_loop(
     runner: "Runner", *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
 ) -> None:
     task_status.started()
-    while True:
-        try:
-            await sweep_once(runner)
-        except Exception as exc:
-            log.warning("sweep failed: %s", exc)
-        # Twice per heartbeat: a dead replica's tasks move on soon after its lease lapses.
-        await anyio.sleep(runner.settings.heartbeat_interval_s / 2)
+    # Twice per heartbeat: a dead replica's tasks move on soon after its lease lapses.
+    await every(runner.settings.heartbeat_interval_s / 2, lambda: sweep_once(runner), what="sweep")

@@ -49,6 +49,7 @@ class LocalRun:
     handle: Any = None
     adapter: Algorithm | None = None
     cancel_requested: bool = False
+    cancel_delivered: bool = False  # the adapter took the cancel (else renewals ask again)
     started_s: float = 0.0  # monotonic time the run started (0 until then)
     persisting: bool = False
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
@@ -141,12 +142,22 @@ class Runner:
         if run is None:
             return None
         run.cancel_requested = True
-        if run.adapter is not None and run.handle is not None:
-            try:
-                await run.adapter.cancel(run.handle)
-            except AlgorithmError as exc:
-                log.warning("task %s: cancel failed: %s", task_id, exc)
+        if not run.persisting:  # else its job is gone: nothing left to stop
+            await self._cancel_job(run)
         return run
+
+    async def _cancel_job(self, run: LocalRun) -> None:
+        """Asks the run's job, if it has one, to stop; never raises: a cancel that failed
+        is asked again at the next lease renewal."""
+        if run.adapter is None or run.handle is None:
+            return  # not submitted yet: the run checks cancel_requested once it is
+        try:
+            await run.adapter.cancel(run.handle)
+            run.cancel_delivered = True
+        except AlgorithmError as exc:
+            log.warning("task %s: cancel failed: %s", run.task_id, exc)
+        except Exception:
+            log.exception("task %s: cancel failed on an unexpected error", run.task_id)
 
     def fence(self, *, held: frozenset[str], before_s: float) -> None:
         """Stops, without writing anything, every run started before `before_s` whose task
@@ -163,6 +174,12 @@ class Runner:
         try:
             with run.scope:
                 await self._run_once(run)
+        except Exception as exc:
+            # A bug in one run (an adapter raising what it should not) ends that run only.
+            log.exception("task %s: the run failed on an unexpected error", run.task_id)
+            if run.attempt and not run.persisting:
+                error = f"internal error: {type(exc).__name__}: {exc}"
+                await self._persist(run, Outcome(Status.FAILED, run.progress, error=error))
         finally:
             self._runs.pop(run.task_id, None)
             self._saved_progress.pop(run.task_id, None)
@@ -184,6 +201,9 @@ class Runner:
             return
         if task is None:
             return  # cancelled, finished or taken over meanwhile
+        if task.status is Status.CANCELLED:  # its cancel was asked while it was pending
+            self.updates.status_changed(task.task_id, Status.CANCELLED, task.attempt)
+            return
         run.algorithm, run.attempt = task.algorithm, task.attempt
         run.cancel_requested = run.cancel_requested or task.cancel_requested
         try:
@@ -217,7 +237,7 @@ class Runner:
         try:
             self._announce_running(run)
             if run.cancel_requested:
-                await adapter.cancel(run.handle)
+                await self._cancel_job(run)
             with anyio.move_on_after(task.timeout_s):
                 outcome = await self._poll_until_finished(run, adapter)
                 job_finished = True
@@ -231,8 +251,12 @@ class Runner:
         finally:
             with anyio.CancelScope(shield=True):
                 if not job_finished:
-                    await adapter.cancel(run.handle)
-                adapter.release(run.handle)
+                    await self._cancel_job(run)
+                handle, run.handle = run.handle, None  # a later cancel finds no job to stop
+                try:
+                    adapter.release(handle)
+                except Exception:
+                    log.exception("task %s: releasing the job failed", run.task_id)
 
     async def _poll_until_finished(self, run: LocalRun, adapter: Algorithm) -> Outcome:
         interval_s = self.settings.poll_interval_s

@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 from app.core.batching import Outbox
 from app.models import TaskStatus
 from app.runner.keys import RedisKeys
+from app.runner.loops import report_fault
 
 log = logging.getLogger(__name__)
 STATUS = "status"
@@ -221,7 +222,10 @@ class UpdateHub:
         while True:
             message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
             if message is not None and message.get("type") == "message":
-                self._receive(message["data"])
+                try:
+                    self._receive(message["data"])
+                except Exception as exc:
+                    report_fault("an update message", exc)
 
     async def run(self, *, task_status: StartStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """The replica's one subscription; started by the lifespan with `tg.start`. Keeps
@@ -239,8 +243,8 @@ class UpdateHub:
                     task_status.started()
                 delay_s = 0.1
                 await self._listen(pubsub)
-            except (RedisError, OSError) as exc:
-                log.warning("updates subscription lost, resubscribing: %s", exc)
+            except Exception as exc:
+                report_fault("updates subscription (resubscribing)", exc)
             finally:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]

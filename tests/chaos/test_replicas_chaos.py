@@ -255,3 +255,72 @@ async def test_a_lost_database_answers_503_and_loses_no_outcome(
     finally:
         proxy.close()
     await assert_counts_back_to_zero(chaos_redis.url)
+
+
+async def test_a_frozen_replica_comes_back_and_no_cancel_is_lost(
+    start_replicas: Replicas, http: httpx.AsyncClient, sql: Any, chaos_redis: RedisProcess
+) -> None:
+    replicas = start_replicas(3, **FAST)
+    urls = [server.url for server in replicas]
+    victim = replicas[0]
+    victim_id = await replica_id(http, victim.url)
+    # Its jobs end while it is frozen, so it wakes up to finished runs and stale cancels.
+    ids = await create_many(http, urls, 90, duration_ms=4000)
+    await running_at_least(sql, 10, owner=victim_id)
+    held = await sql.fetch(
+        "SELECT task_id FROM tasks WHERE owner = $1 AND status = 'running'", victim_id
+    )
+    to_cancel = [row["task_id"] for row in held[: len(held) // 2 + 1]]
+
+    frozen_at = time.time()
+    victim.process.send_signal(signal.SIGSTOP)  # frozen well past its 1.5 s lease
+    # Cancels before, across and after the takeover, each before the re-run could end.
+    step_s = 3.5 / len(to_cancel)
+    try:
+        for index, task_id in enumerate(to_cancel):
+            await anyio.sleep(step_s)
+            response = await http.post(f"{urls[1 + index % 2]}/v1/tasks/{task_id}/cancel")
+            assert response.status_code == 202, response.text
+        await anyio.sleep(6.0 - 3.5)
+    finally:
+        victim.process.send_signal(signal.SIGCONT)
+    resumed_at = time.monotonic()
+
+    # It recovers (never unready for more than a few seconds) or exits for its supervisor.
+    unready_since: float | None = None
+    while time.monotonic() - resumed_at < 8.0 and victim.process.poll() is None:
+        try:
+            ready = (await http.get(f"{victim.url}/readyz", timeout=2)).status_code == 200
+        except httpx.TransportError:
+            ready = False
+        now = time.monotonic()
+        unready_since = None if ready else (unready_since or now)
+        assert unready_since is None or now - unready_since < 3.0, "up, and unready for 3 s"
+        await anyio.sleep(0.1)
+    assert victim.process.poll() is not None or unready_since is None
+
+    await all_finished(sql, len(ids), timeout_s=60)
+    finishes = await sql.fetch(
+        "SELECT task_id, count(*) AS n FROM task_events "
+        "WHERE to_status NOT IN ('pending', 'running') GROUP BY task_id"
+    )
+    assert len(finishes) == len(ids)
+    assert {row["n"] for row in finishes} == {1}
+    statuses = dict(await sql.fetch("SELECT task_id, status FROM tasks"))
+    assert {task_id for task_id, status in statuses.items() if status == "cancelled"} == set(
+        to_cancel
+    )
+    assert {statuses[task_id] for task_id in ids if task_id not in to_cancel} == {"succeeded"}
+    late = await sql.fetchval(
+        "SELECT count(*) FROM task_events WHERE replica = $1 AND at > to_timestamp($2) "
+        "AND to_status NOT IN ('pending', 'running')",
+        victim_id,
+        frozen_at,
+    )
+    assert late == 0, "the frozen replica's late results were taken"
+    if victim.process.poll() is None:  # it recovered: still ready, and it runs tasks again
+        assert (await http.get(f"{victim.url}/readyz")).status_code == 200
+        (again,) = await create_many(http, [victim.url], 1, duration_ms=100)
+        await all_finished(sql, len(ids) + 1, timeout_s=15)
+        assert statuses.get(again) is None
+    await assert_counts_back_to_zero(chaos_redis.url)
