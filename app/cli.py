@@ -26,6 +26,7 @@ def _settings() -> Settings:
 def serve(args: argparse.Namespace) -> None:
     import uvicorn
 
+    from app.api.http_protocol import protocol_with_header_timeout
     from app.core.gc_policy import tune_for_service
     from app.main import create_app
 
@@ -42,6 +43,9 @@ def serve(args: argparse.Namespace) -> None:
         port=args.port or settings.port,
         log_level=settings.log_level,
         timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 5,
+        http=protocol_with_header_timeout(settings.header_timeout_s),
+        timeout_keep_alive=settings.keepalive_timeout_s,
+        server_header=False,
     )
 
 
