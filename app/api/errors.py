@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from app.errors import InvalidCursor, TaskbeatError
 
@@ -67,6 +68,18 @@ def _describe(error: dict[str, Any]) -> str:
     return f"{where or 'body'}: {error.get('msg')}"
 
 
+def _allowed_methods(request: Request) -> str:
+    """Every method some route answers at this path: the router names only the first
+    route's, and RFC 9110 wants all the resource's."""
+    allowed = []
+    bare = {key: request.scope[key] for key in ("type", "path", "root_path", "headers")}
+    for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"):
+        scope = {**bare, "method": method}  # a fresh scope: routing caches its match in it
+        if any(route.matches(scope)[0] is Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return ", ".join(allowed)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(TaskbeatError)
     async def on_taskbeat_error(_: Request, exc: TaskbeatError) -> JSONResponse:
@@ -82,9 +95,12 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(422, "invalid_request", message)
 
     @app.exception_handler(HTTPException)
-    async def on_http_error(_: Request, exc: HTTPException) -> JSONResponse:
+    async def on_http_error(request: Request, exc: HTTPException) -> JSONResponse:
         code = CODES.get(exc.status_code, HTTPStatus(exc.status_code).phrase.lower())
-        return error_response(exc.status_code, code.replace(" ", "_"), str(exc.detail), exc.headers)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = _allowed_methods(request)
+        return error_response(exc.status_code, code.replace(" ", "_"), str(exc.detail), headers)
 
     @app.exception_handler(SQLAlchemyError)
     async def on_store_error(_: Request, exc: SQLAlchemyError) -> JSONResponse:

@@ -28,7 +28,7 @@ async def task_id_in_path(
 ) -> str:
     """The path's task id; anything but a UUID names no task (404, and no store lookup)."""
     if not is_task_id(task_id):
-        raise NotFound("no such task: task ids are UUIDs")
+        raise NotFound(f"no task {task_id[:64]}")  # as for a well-formed unknown id
     return task_id
 
 
