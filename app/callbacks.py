@@ -1,23 +1,28 @@
 """Signed callbacks of external engines: `POST /v1/tasks/{id}/callback`.
 
-Header `X-Taskbeat-Signature: t=<unix seconds>,v1=<hex>`, where hex is
-HMAC-SHA256(secret, f"{t}.{raw body}"). Either the current or the previous secret (while
+Header `X-Taskbeat-Signature: t=<unix seconds>,v2=<hex>`, where hex is
+HMAC-SHA256(secret, f"{t}.{task_id}.{raw body}"): the task id is signed, so a report made
+for one task is refused on every other. (`v1=`, which signed "<t>.<body>" for any task, is
+refused with a message that says so.) Either the current or the previous secret (while
 rotating) is accepted; more than 300 s of skew is stale; a signature is accepted once.
 """
 
 import hashlib
 import hmac
 import logging
+import re
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
 from redis.exceptions import RedisError
 
 from app import store
 from app.algorithms.base import AcceptsCallbacks, JobState, JobStatus
+from app.core import strict_json
+from app.core.digits import ascii_int
 from app.errors import Conflict, InvalidRequest, StoreUnavailable, Unauthorized
 from app.models import TaskPublic, TaskStatus
 from app.runner.updates import PROGRESS, STATUS, Update
@@ -27,37 +32,72 @@ from app.store import Outcome
 log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-Taskbeat-Signature"
 MAX_SKEW_S = 300
+MAX_TIMESTAMP_DIGITS = 12
 SEEN_TTL_S = 600
 RUN_END_WAIT_S = 5.0
 REPORTABLE = {TaskStatus.RUNNING, TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED}
+HEX_DIGEST = re.compile(r"[0-9a-fA-F]{64}")
+FORMAT = f"{SIGNATURE_HEADER} must be t=<unix seconds>,v2=<64 hex digits>"
 
 
-def sign(secret: str, body: bytes, timestamp: int) -> str:
-    """The header value an engine sends with `body` (what the docs' example computes)."""
-    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
-    return f"t={timestamp},v1={digest.hexdigest()}"
+@dataclass(frozen=True)
+class Signature:
+    timestamp: int
+    digest: bytes
+
+    @property
+    def replay_key(self) -> tuple[str, str]:
+        return str(self.timestamp), self.digest.hex()
+
+
+def _mac(secret: str, task_id: str, body: bytes, timestamp: int) -> bytes:
+    signed = f"{timestamp}.{task_id}.".encode() + body
+    return hmac.new(secret.encode(), signed, hashlib.sha256).digest()
+
+
+def sign(secret: str, task_id: str, body: bytes, timestamp: int) -> str:
+    """The header value an engine sends with `body` for `task_id` (as the README computes)."""
+    return f"t={timestamp},v2={_mac(secret, task_id, body, timestamp).hex()}"
+
+
+def parse_signature_header(header: str | None) -> Signature:
+    """`t=<1-12 ASCII digits>,v2=<64 hex digits>`, each once, nothing else; Unauthorized
+    otherwise (a header is text that starlette decoded as latin-1: never trusted as such)."""
+    if not header:
+        raise Unauthorized(f"missing {SIGNATURE_HEADER} header")
+    fields: dict[str, str] = {}
+    for part in header.split(","):
+        name, equals, value = part.strip().partition("=")
+        if not equals or name in fields:
+            raise Unauthorized(FORMAT)
+        fields[name] = value
+    if "v1" in fields:
+        raise Unauthorized(
+            'v1 signatures are no longer accepted: sign "<t>.<task_id>.<body>" and send v2='
+        )
+    if set(fields) != {"t", "v2"} or not HEX_DIGEST.fullmatch(fields["v2"]):
+        raise Unauthorized(FORMAT)
+    try:
+        timestamp = ascii_int(fields["t"], max_digits=MAX_TIMESTAMP_DIGITS)
+    except ValueError:
+        raise Unauthorized(FORMAT) from None
+    return Signature(timestamp, bytes.fromhex(fields["v2"]))
 
 
 def verify_signature(
-    header: str | None, body: bytes, secrets: list[str], *, now: float
-) -> tuple[str, str]:
-    """Returns (t, v1) of a valid, fresh signature; raises Unauthorized otherwise."""
+    header: str | None, task_id: str, body: bytes, secrets: list[str], *, now: float
+) -> Signature:
+    """The valid, fresh signature of this task's callback; raises Unauthorized otherwise."""
     if not secrets:
         raise Unauthorized("callbacks are disabled: TASKBEAT_CALLBACK_SECRET is not set")
-    if not header:
-        raise Unauthorized(f"missing {SIGNATURE_HEADER} header")
-    parts = dict(part.strip().partition("=")[::2] for part in header.split(","))
-    timestamp, signature = parts.get("t", ""), parts.get("v1", "")
-    if not timestamp.isdigit() or not signature:
-        raise Unauthorized(f"{SIGNATURE_HEADER} must be t=<unix seconds>,v1=<hex>")
-    if abs(now - int(timestamp)) > MAX_SKEW_S:
+    signature = parse_signature_header(header)
+    if abs(now - signature.timestamp) > MAX_SKEW_S:
         raise Unauthorized(f"stale signature: more than {MAX_SKEW_S} s of clock skew")
-    signed = f"{timestamp}.".encode() + body
     for secret in secrets:
-        expected = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
-        if hmac.compare_digest(expected, signature.lower()):
-            return timestamp, signature.lower()
-    raise Unauthorized("bad signature")
+        expected = _mac(secret, task_id, body, signature.timestamp)
+        if hmac.compare_digest(expected, signature.digest):
+            return signature
+    raise Unauthorized("bad signature (for this task, body and time)")
 
 
 class CallbackReport(BaseModel):
@@ -66,7 +106,7 @@ class CallbackReport(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     status: TaskStatus | None = None
-    progress: int | None = Field(default=None, ge=0, le=100)
+    progress: Annotated[int, Strict()] | None = Field(default=None, ge=0, le=100)
     result: Any = None
     error: str | None = Field(default=None, max_length=10_000)
 
@@ -79,22 +119,26 @@ class CallbackReceiver:
         settings = self.service.settings
         return [s for s in (settings.callback_secret, settings.callback_secret_previous) if s]
 
-    async def _first_use(self, timestamp: str, signature: str) -> bool:
+    async def _first_use(self, signature: Signature) -> bool:
         live = self.service.live
         try:
-            key = live.keys.callback_seen(timestamp, signature)
+            key = live.keys.callback_seen(*signature.replay_key)
             return bool(await live.client.set(key, 1, nx=True, ex=SEEN_TTL_S))
         except (RedisError, OSError) as exc:
             raise StoreUnavailable("cannot check callbacks for replays: redis away") from exc
 
     async def receive(self, task_id: str, header: str | None, body: bytes) -> TaskPublic:
         """Authenticates, then applies a report to the task (409 when it cannot apply)."""
-        timestamp, signature = verify_signature(header, body, self._secrets(), now=time.time())
+        signature = verify_signature(header, task_id, body, self._secrets(), now=time.time())
         try:
-            report = CallbackReport.model_validate_json(body)
+            report = CallbackReport.model_validate(strict_json.loads(body))
+        except strict_json.JSONRefused as exc:
+            raise InvalidRequest(f"callback body: {exc}") from exc
         except ValidationError as exc:
-            raise InvalidRequest(f"callback body: {exc.errors()[0]['msg']}") from exc
-        if not await self._first_use(timestamp, signature):
+            error = exc.errors()[0]
+            where = ".".join(str(part) for part in error["loc"]) or "body"
+            raise InvalidRequest(f"callback body: {where}: {error['msg']}") from exc
+        if not await self._first_use(signature):
             raise Unauthorized("replayed signature: this callback was already received")
         return await self.apply(task_id, report)
 

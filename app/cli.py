@@ -30,6 +30,7 @@ def serve(args: argparse.Namespace) -> None:
     import uvicorn
     from uvicorn.config import STARTUP_FAILURE
 
+    from app.api.http_protocol import protocol_with_header_timeout
     from app.core.gc_policy import tune_for_service
     from app.main import create_app
 
@@ -49,6 +50,9 @@ def serve(args: argparse.Namespace) -> None:
         port=args.port or settings.port,
         log_level=settings.log_level,
         timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 5,
+        http=protocol_with_header_timeout(settings.header_timeout_s),
+        timeout_keep_alive=settings.keepalive_timeout_s,
+        server_header=False,
     )
     server = uvicorn.Server(config)
     tune_for_service()

@@ -7,6 +7,11 @@ class TaskbeatError(Exception):
     code = "internal_error"
     status_code = 500
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """Headers the answer must carry (Retry-After, WWW-Authenticate, ...)."""
+        return {}
+
 
 class NotFound(TaskbeatError):
     code = "not_found"
@@ -33,6 +38,10 @@ class Saturated(TaskbeatError):
         super().__init__(message)
         self.retry_after_s = retry_after_s
 
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
+
 
 class StoreUnavailable(TaskbeatError):
     code = "store_unavailable"
@@ -44,3 +53,11 @@ class Unauthorized(TaskbeatError):
 
     code = "unauthorized"
     status_code = 401
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Taskbeat-Signature realm="callbacks"'}
+
+
+class InvalidCursor(ValueError):
+    """A page cursor this service did not give out: bad input, never a store fault (422)."""

@@ -7,7 +7,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.api.errors import install_error_handlers
+from app.api.headers import DefensiveHeaders
 from app.api.limits import BodySizeLimit
+from app.api.openapi import install_openapi
 from app.api.routes import health, meta, tasks, updates
 from app.context import running_replica
 from app.core.config import Settings, get_settings
@@ -46,9 +48,11 @@ def create_app(
         lifespan=lifespan,
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(DefensiveHeaders)  # added last: outermost, so 413s carry them too
     install_error_handlers(app)
     app.include_router(tasks.router)
     app.include_router(updates.router)
     app.include_router(meta.router)
     app.include_router(health.router)
+    install_openapi(app)
     return app

@@ -3,9 +3,9 @@
 import enum
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import field_validator
+from pydantic import Strict, field_validator
 from sqlalchemy import JSON, DateTime, Index, String, TypeDecorator
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -39,6 +39,14 @@ def new_task_id() -> str:
     return str(uuid.uuid4())
 
 
+def is_task_id(text: str) -> bool:
+    """True for a task id in the form this service gives out (a lowercase canonical UUID)."""
+    try:
+        return len(text) == 36 and str(uuid.UUID(text)) == text
+    except ValueError:
+        return False
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Aware UTC datetimes on every backend (SQLite stores them naive)."""
 
@@ -69,7 +77,8 @@ class TaskCreate(SQLModel):
 
     algorithm: str = Field(min_length=1, max_length=64)
     input: dict[str, Any] = Field(default_factory=dict)
-    timeout_s: int | None = Field(default=None, ge=1)
+    # strict: "5" or 5.5 is a client's mistake, not a timeout
+    timeout_s: Annotated[int, Strict()] | None = Field(default=None, ge=1)
 
     @field_validator("algorithm")
     @classmethod

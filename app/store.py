@@ -31,7 +31,7 @@ from sqlalchemy.engine import RowMapping
 
 from app.core.batching import GroupCommit
 from app.core.db import Database
-from app.errors import InvalidRequest
+from app.errors import InvalidCursor
 from app.models import (
     FINISHED,
     UNFINISHED,
@@ -40,6 +40,7 @@ from app.models import (
     Task,
     TaskEvent,
     TaskStatus,
+    is_task_id,
     utcnow,
 )
 
@@ -136,18 +137,41 @@ async def task_history(db: Database, *, task_id: str) -> list[TaskEvent]:
     return await db.read(read)
 
 
-def encode_cursor(task: StoredTask) -> str:
-    raw = f"{task.created_at.isoformat()}|{task.task_id}".encode()
+def _cursor_of(created_at: datetime, task_id: str) -> str:
+    raw = f"{created_at.isoformat()}|{task_id}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+def encode_cursor(task: StoredTask) -> str:
+    return _cursor_of(task.created_at, task.task_id)
+
+
+CURSOR_MAX_CHARS = 200
+# a cursor names a task's creation time: anything outside these years is forged, and near
+# the calendar's ends a time-zone conversion overflows
+CURSOR_YEARS = range(2000, 9000)
+
+
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """(created_at, task_id) of a cursor this service gave out, in the exact form it gives
+    them out; InvalidCursor (bad input, never a store fault) for anything else."""
+    if len(cursor) > CURSOR_MAX_CHARS or not cursor.isascii():
+        raise InvalidCursor("not one this service gave out")
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        padded = cursor + "=" * (-len(cursor) % 4)
+        raw = base64.b64decode(padded, altchars=b"-_", validate=True).decode("ascii")
         created, task_id = raw.split("|", 1)
-        return datetime.fromisoformat(created), task_id
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise InvalidRequest("cursor is not one this service gave out") from exc
+        created_at = datetime.fromisoformat(created)
+    except (ValueError, binascii.Error) as exc:
+        raise InvalidCursor("not one this service gave out") from exc
+    if (
+        created_at.utcoffset() != timedelta(0)
+        or created_at.year not in CURSOR_YEARS
+        or not is_task_id(task_id)
+        or _cursor_of(created_at, task_id) != cursor
+    ):
+        raise InvalidCursor("not one this service gave out")
+    return created_at, task_id
 
 
 async def list_tasks(

@@ -18,12 +18,14 @@ pytestmark = pytest.mark.anyio
 SECRET = "engine-secret"
 
 
-def signed(body: dict[str, Any], secret: str = SECRET, at: int | None = None) -> dict[str, Any]:
-    """What an engine sends: the raw body and its signature header."""
+def signed(
+    task_id: str, body: dict[str, Any], secret: str = SECRET, at: int | None = None
+) -> dict[str, Any]:
+    """What an engine sends: the raw body and its signature header (as the README signs)."""
     raw = json.dumps(body).encode()
     timestamp = int(time.time()) if at is None else at
-    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + raw, hashlib.sha256)
-    header = f"t={timestamp},v1={digest.hexdigest()}"
+    digest = hmac.new(secret.encode(), f"{timestamp}.{task_id}.".encode() + raw, hashlib.sha256)
+    header = f"t={timestamp},v2={digest.hexdigest()}"
     return {"content": raw, "headers": {"X-Taskbeat-Signature": header}}
 
 
@@ -82,13 +84,15 @@ async def test_progress_and_result_by_callback(client: Any, engine: tuple[Engine
     await eventually(lambda: _ready(test_engine, task_id))
     url = f"/v1/tasks/{task_id}/callback"
 
-    response = await client.post(url, **signed({"progress": 40}))
+    response = await client.post(url, **signed(task_id, {"progress": 40}))
     assert response.status_code == 200, response.text
     assert response.json()["progress"] == 40
     assert (await client.get(f"/v1/tasks/{task_id}")).json()["progress"] == 40
 
     started = time.monotonic()
-    response = await client.post(url, **signed({"status": "succeeded", "result": {"n": 1}}))
+    response = await client.post(
+        url, **signed(task_id, {"status": "succeeded", "result": {"n": 1}})
+    )
     assert response.status_code == 200, response.text
     assert time.monotonic() - started < 2  # the run was woken, not polled
     task = response.json()
@@ -97,7 +101,7 @@ async def test_progress_and_result_by_callback(client: Any, engine: tuple[Engine
     assert test_engine.jobs[test_engine.job_of(task_id)]["state"] == "running"
 
     # A finished task never changes again.
-    response = await client.post(url, **signed({"status": "failed", "error": "late"}))
+    response = await client.post(url, **signed(task_id, {"status": "failed", "error": "late"}))
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "conflict"
 
@@ -108,7 +112,7 @@ async def test_a_failure_reported_by_callback(client: Any, engine: tuple[Engine,
     await eventually(lambda: _ready(test_engine, task_id))
     response = await client.post(
         f"/v1/tasks/{task_id}/callback",
-        **signed({"status": "failed", "error": "out of memory"}, secret="old-secret"),
+        **signed(task_id, {"status": "failed", "error": "out of memory"}, secret="old-secret"),
     )
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "failed"
@@ -157,25 +161,33 @@ async def test_callbacks_refuse_bad_stale_and_replayed_signatures(
         assert words in response.json()["error"]["message"]
 
     refused(await client.post(url, json={"progress": 5}), "missing")
-    refused(await client.post(url, **signed({"progress": 5}, secret="wrong")), "bad signature")
-    tampered = signed({"progress": 5})
+    refused(
+        await client.post(url, **signed(task_id, {"progress": 5}, secret="wrong")), "bad signature"
+    )
+    tampered = signed(task_id, {"progress": 5})
     tampered["content"] = b'{"progress": 99}'
     refused(await client.post(url, **tampered), "bad signature")
-    stale = signed({"progress": 5}, at=int(time.time()) - 301)
+    stale = signed(task_id, {"progress": 5}, at=int(time.time()) - 301)
     refused(await client.post(url, **stale), "stale")
-    garbled = {"content": b"{}", "headers": {"X-Taskbeat-Signature": "v1=abc"}}
+    garbled = {"content": b"{}", "headers": {"X-Taskbeat-Signature": "t=1,v2=abc"}}
     refused(await client.post(url, **garbled), "t=<unix seconds>")
+    # the old scheme signed "<t>.<body>", valid for any task: refused, and the answer says why
+    old = signed(task_id, {"progress": 5})
+    old["headers"]["X-Taskbeat-Signature"] = old["headers"]["X-Taskbeat-Signature"].replace(
+        "v2=", "v1="
+    )
+    refused(await client.post(url, **old), "v1 signatures are no longer accepted")
 
-    once = signed({"progress": 10})
+    once = signed(task_id, {"progress": 10})
     assert (await client.post(url, **once)).status_code == 200
     refused(await client.post(url, **once), "replayed")
 
-    illegal = await client.post(url, **signed({"status": "timed_out"}))
+    illegal = await client.post(url, **signed(task_id, {"status": "timed_out"}))
     assert illegal.status_code == 409
     assert (await client.get(f"/v1/tasks/{task_id}")).json()["status"] == "running"
-    bad_body = await client.post(url, **signed({"progress": 101}))
+    bad_body = await client.post(url, **signed(task_id, {"progress": 101}))
     assert bad_body.status_code == 422
-    assert (await client.post("/v1/tasks/nope/callback", **signed({}))).status_code == 404
+    assert (await client.post("/v1/tasks/nope/callback", **signed("nope", {}))).status_code == 404
     await client.post(f"/v1/tasks/{task_id}/cancel")
 
 
@@ -190,7 +202,7 @@ async def test_a_callback_finishes_a_task_run_by_another_replica(
         task_id = task["task_id"]
         await wait_for(a, task_id, {"running"})
         response = await b.post(
-            f"/v1/tasks/{task_id}/callback", **signed({"status": "succeeded", "result": 7})
+            f"/v1/tasks/{task_id}/callback", **signed(task_id, {"status": "succeeded", "result": 7})
         )
         assert response.status_code == 200, response.text
         assert response.json()["status"] == "succeeded"
@@ -209,6 +221,57 @@ async def test_a_callback_finishes_a_task_run_by_another_replica(
 async def test_no_secret_means_callbacks_are_disabled(app_client: AppClient) -> None:
     async with app_client() as plain:
         task = await create(plain, duration_ms=0)
-        response = await plain.post(f"/v1/tasks/{task['task_id']}/callback", **signed({}))
+        response = await plain.post(
+            f"/v1/tasks/{task['task_id']}/callback", **signed(task["task_id"], {})
+        )
         assert response.status_code == 401
         assert "TASKBEAT_CALLBACK_SECRET" in response.json()["error"]["message"]
+
+
+async def test_a_callback_signed_for_one_task_is_refused_on_another(
+    client: Any, engine: tuple[Engine, str]
+) -> None:
+    test_engine, _ = engine
+    task_a, task_b = await start_remote(client), await start_remote(client)
+    await eventually(lambda: _ready(test_engine, task_b))
+    for_a = signed(task_a, {"status": "succeeded", "result": "forged"})
+    response = await client.post(f"/v1/tasks/{task_b}/callback", **for_a)
+    assert response.status_code == 401, response.text
+    assert response.headers["www-authenticate"].startswith("Taskbeat-Signature")
+    assert "bad signature" in response.json()["error"]["message"]
+    assert (await client.get(f"/v1/tasks/{task_b}")).json()["status"] == "running"
+    # the same report, signed for its own task, goes through once
+    response = await client.post(f"/v1/tasks/{task_a}/callback", **for_a)
+    assert response.status_code == 200, response.text
+    assert response.json()["result"] == "forged"
+    await client.post(f"/v1/tasks/{task_b}/cancel")
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (b'{"status": "succeeded", "result": 1e309}', "out of range"),
+        (b'{"status": "succeeded", "result": NaN}', "not valid JSON"),
+        (b'{"status": "succeeded", "result": -Infinity}', "not valid JSON"),
+        (b'{"status": "succeeded", "result": "a\\u0000b"}', "NUL"),
+        (b'{"progress": "40"}', "progress"),
+        (b'{"progress": true}', "progress"),
+        (b"\xff\xfe", "UTF-8"),
+        (b"[" * 10_000 + b"]" * 10_000, "nested too deep"),
+    ],
+)
+async def test_a_callback_result_must_be_storable_json(
+    client: Any, engine: tuple[Engine, str], body: bytes, words: str
+) -> None:
+    test_engine, _ = engine
+    task_id = await start_remote(client)
+    await eventually(lambda: _ready(test_engine, task_id))
+    timestamp = int(time.time())
+    message = f"{timestamp}.{task_id}.".encode() + body
+    digest = hmac.new(SECRET.encode(), message, hashlib.sha256).hexdigest()
+    headers = {"X-Taskbeat-Signature": f"t={timestamp},v2={digest}"}
+    response = await client.post(f"/v1/tasks/{task_id}/callback", content=body, headers=headers)
+    assert response.status_code == 422, response.text
+    assert words in response.json()["error"]["message"]
+    assert (await client.get(f"/v1/tasks/{task_id}")).json()["status"] == "running"
+    await client.post(f"/v1/tasks/{task_id}/cancel")

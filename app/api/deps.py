@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from app.api.params import last_event_id, task_id_in_path
 from app.callbacks import CallbackReceiver
 from app.context import ReplicaContext
 from app.service import TaskService
@@ -38,3 +39,5 @@ ContextDep = Annotated[ReplicaContext, Depends(get_context)]
 ServiceDep = Annotated[TaskService, Depends(get_service)]
 WatchDep = Annotated[TaskWatcher, Depends(get_watch)]
 CallbacksDep = Annotated[CallbackReceiver, Depends(get_callbacks)]
+TaskIdDep = Annotated[str, Depends(task_id_in_path)]
+LastEventIdDep = Annotated[int, Depends(last_event_id)]

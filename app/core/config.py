@@ -72,6 +72,12 @@ class Settings(BaseSettings):
         default=3, ge=1, description="runs of a task whose replica died before it is failed"
     )
     max_body_bytes: int = Field(default=1 << 20, ge=1024, description="largest request body")
+    header_timeout_s: float = Field(
+        default=10.0, gt=0, description="seconds a client has to send its request headers"
+    )
+    keepalive_timeout_s: int = Field(
+        default=5, ge=1, description="seconds an idle kept-alive connection stays open"
+    )
     progress_persist_interval_s: float = Field(
         default=5.0, gt=0, description="seconds between two saves of running progress"
     )

@@ -5,15 +5,17 @@ from typing import Any
 from fastapi import APIRouter
 
 from app.api.deps import ServiceDep
+from app.api.errors import error_responses
+from app.api.json_body import StrictJSONRoute
 
-router = APIRouter(prefix="/v1", tags=["meta"])
+router = APIRouter(prefix="/v1", tags=["meta"], route_class=StrictJSONRoute)
 
 
-@router.get("/algorithms")
+@router.get("/algorithms", responses=error_responses(503))
 async def list_algorithms(service: ServiceDep) -> dict[str, Any]:
     return {"items": await service.algorithms()}
 
 
-@router.get("/stats")
+@router.get("/stats", responses=error_responses(503))
 async def stats(service: ServiceDep) -> dict[str, Any]:
     return await service.stats()

@@ -4,38 +4,58 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from app.api.deps import ServiceDep, WatchDep
+from app.api.deps import ServiceDep, TaskIdDep, WatchDep
+from app.api.errors import error_responses
+from app.api.json_body import StrictJSONRoute
 from app.models import TaskCreate, TaskPage, TaskPublic, TaskStatus
 from app.service import CANCEL_WAIT_S
 
-router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
+router = APIRouter(prefix="/v1/tasks", tags=["tasks"], route_class=StrictJSONRoute)
+# printable text only: a NUL or control character is no algorithm name (and PostgreSQL
+# cannot compare one)
+NAME_PATTERN = r"^[^\x00-\x1f\x7f]+$"
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=TaskPublic)
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=TaskPublic,
+    responses={
+        202: {"headers": {"Location": {"schema": {"type": "string"}}}},
+        **error_responses(422, 429, 503),
+    },
+)
 async def create_task(body: TaskCreate, service: ServiceDep, response: Response) -> TaskPublic:
     task = await service.create(body)
     response.headers["Location"] = f"/v1/tasks/{task.task_id}"
     return task
 
 
-@router.get("", response_model=TaskPage)
+@router.get("", response_model=TaskPage, responses=error_responses(422, 503))
 async def list_tasks(
     service: ServiceDep,
     status: TaskStatus | None = None,
-    algorithm: str | None = None,
+    algorithm: Annotated[str | None, Query(max_length=64, pattern=NAME_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: str | None = None,
+    cursor: Annotated[
+        str | None, Query(max_length=200, description="`next_cursor` of the previous page")
+    ] = None,
 ) -> TaskPage:
     return await service.list_tasks(status=status, algorithm=algorithm, limit=limit, cursor=cursor)
 
 
-@router.get("/{task_id}", response_model=TaskPublic)
-async def get_task(task_id: str, service: ServiceDep) -> TaskPublic:
+@router.get("/{task_id}", response_model=TaskPublic, responses=error_responses(404, 503))
+async def get_task(task_id: TaskIdDep, service: ServiceDep) -> TaskPublic:
     return await service.get(task_id)
 
 
-@router.post("/{task_id}/cancel", status_code=status.HTTP_202_ACCEPTED, response_model=TaskPublic)
-async def cancel_task(task_id: str, service: ServiceDep, watch: WatchDep) -> TaskPublic:
+@router.post(
+    "/{task_id}/cancel",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=TaskPublic,
+    responses=error_responses(404, 409, 503),
+)
+async def cancel_task(task_id: TaskIdDep, service: ServiceDep, watch: WatchDep) -> TaskPublic:
     """Cancels the task; answers once its run has stopped (or after a short wait)."""
     task = await service.cancel(task_id)
     if not task.status.finished:  # running on another replica: wait for its word

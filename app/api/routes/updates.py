@@ -2,20 +2,26 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from app.api.deps import CallbacksDep, ContextDep, ServiceDep, WatchDep
+from app.api.deps import CallbacksDep, ContextDep, LastEventIdDep, ServiceDep, TaskIdDep, WatchDep
+from app.api.errors import WHEN, error_responses
+from app.api.json_body import StrictJSONRoute
 from app.callbacks import SIGNATURE_HEADER
 from app.models import TaskPublic
 from app.watch import snapshot_id
 
-router = APIRouter(prefix="/v1/tasks", tags=["updates"])
+router = APIRouter(prefix="/v1/tasks", tags=["updates"], route_class=StrictJSONRoute)
+SIGNATURE_DOC = (
+    "`t=<unix seconds>,v2=<hex>`: HMAC-SHA256 with the callback secret over"
+    ' `"<t>.<task_id>.<raw body>"` (see the README)'
+)
 
 
-@router.get("/{task_id}/wait", response_model=TaskPublic)
+@router.get("/{task_id}/wait", response_model=TaskPublic, responses=error_responses(404, 422, 503))
 async def wait_for_task(
-    task_id: str,
+    task_id: TaskIdDep,
     watch: WatchDep,
     timeout_s: Annotated[float, Query(gt=0, le=300)] = 30,
 ) -> TaskPublic:
@@ -26,28 +32,58 @@ async def wait_for_task(
 @router.get(
     "/{task_id}/events",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}}, 204: {"description": "seen all"}},
+    responses={
+        200: {
+            "description": "`status` and `progress` events until the final status",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+        204: {"description": WHEN[204]},
+        **error_responses(404, 422, 503),
+    },
 )
 async def task_events(
-    task_id: str,
+    task_id: TaskIdDep,
     service: ServiceDep,
     watch: WatchDep,
     context: ContextDep,
-    last_event_id: Annotated[str | None, Header()] = None,
+    seen: LastEventIdDep,
 ) -> Response:
     """Server-Sent Events: the task now (`status`), then `progress` and `status` events until
     it finishes. `Last-Event-ID` resumes; 204 when the client has seen the final event."""
     task = await service.get(task_id)
-    seen = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
     if task.status.finished and snapshot_id(task) <= seen:
         return Response(status_code=204)
     frames = watch.events(task_id, last_event_id=seen, keepalive_s=context.settings.sse_keepalive_s)
-    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    headers = {"X-Accel-Buffering": "no"}
     return StreamingResponse(frames, media_type="text/event-stream", headers=headers)
 
 
-@router.post("/{task_id}/callback", response_model=TaskPublic)
-async def task_callback(task_id: str, request: Request, callbacks: CallbacksDep) -> TaskPublic:
-    """An external engine reports on a task; signed with `X-Taskbeat-Signature`."""
+@router.post(
+    "/{task_id}/callback",
+    response_model=TaskPublic,
+    responses=error_responses(401, 404, 409, 422, 503),
+    openapi_extra={
+        "parameters": [
+            {
+                "name": SIGNATURE_HEADER,
+                "in": "header",
+                "required": True,
+                "description": SIGNATURE_DOC,
+                "schema": {"type": "string"},
+            }
+        ],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/CallbackReport"}}
+            },
+        },
+    },
+)
+async def task_callback(
+    task_id: TaskIdDep, request: Request, callbacks: CallbacksDep
+) -> TaskPublic:
+    """An external engine reports on a task; signed with `X-Taskbeat-Signature`. The raw
+    body is read here (the signature covers its exact bytes)."""
     body = await request.body()
     return await callbacks.receive(task_id, request.headers.get(SIGNATURE_HEADER), body)
