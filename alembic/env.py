@@ -1,4 +1,4 @@
-"""Alembic environment: metadata from app.models, URL from the settings (or the caller)."""
+"""Alembic environment: metadata from app.domain.models, URL from the settings (or the caller)."""
 
 import logging.config
 
@@ -7,7 +7,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
-from app import models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from app.domain import models  # noqa: F401  (registers the tables on SQLModel.metadata)
 from app.core.config import get_settings
 from app.core.db import create_engine
 

@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 
 from app.cli_output import print_table
 from app.core.config import Settings
-from app.runner.keys import RedisKeys
+from app.live.keys import RedisKeys
 
 EXIT_OK, EXIT_STALE, EXIT_UNREACHABLE = 0, 2, 3
 STALE_AFTER_INTERVALS = 3

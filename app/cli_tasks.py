@@ -18,7 +18,7 @@ from app.client import (
     TaskbeatClient,
     TaskbeatConnectionError,
 )
-from app.models import TaskPublic, TaskStatus
+from app.domain.models import TaskPublic, TaskStatus
 
 EXIT_OK, EXIT_API_ERROR, EXIT_UNREACHABLE = 0, 1, 3
 # Fields of a task worth a line in the human view, in this order.

@@ -20,7 +20,7 @@ from typing import Any, Self
 import anyio
 import httpx
 
-from app.models import TaskPublic, TaskStatus
+from app.domain.models import TaskPublic, TaskStatus
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 # The longest single long-poll asked of the server; a longer wait is several of them.

@@ -11,8 +11,8 @@ from app.api.headers import DefensiveHeaders
 from app.api.limits import BodySizeLimit
 from app.api.openapi import install_openapi
 from app.api.routes import health, meta, tasks, updates
-from app.context import running_replica
 from app.core.config import Settings, get_settings
+from app.replica import running_replica
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,8 @@ from helpers import eventually, holding_lock, wait_for
 from sqlalchemy import text
 from test_recovery import DEAD, orphan, seen_by_a_sweeper
 
-from app import store
-from app.models import TaskEvent, TaskStatus, utcnow
-from app.runner import recovery
+from app.domain.models import TaskEvent, TaskStatus, utcnow
+from app.runner import sweeper as recovery
 
 pytestmark = pytest.mark.anyio
 
@@ -26,13 +25,13 @@ async def test_a_cancel_after_the_sweeper_looked_is_honoured_by_the_next_sweep(
     context = client.app.state.context  # type: ignore[attr-defined]
     seen = await seen_by_a_sweeper(client)
     task_id = seen.task_id
-    assert await store.request_cancel(context.db, task_id=task_id)  # meanwhile, elsewhere
+    assert await context.store.request_cancel(task_id=task_id)  # meanwhile, elsewhere
     plan = recovery.plan_for(seen, replica_id="sweeper", max_attempts=3)
     assert plan.to_status is TaskStatus.PENDING  # planned from what it saw
-    assert await store.take_over(context.db, plans=[plan], replica="sweeper") == []
-    (again,) = [task for task in await store.expired_tasks(context.db) if task.task_id == task_id]
+    assert await context.store.take_over(plans=[plan], replica="sweeper") == []
+    (again,) = [task for task in await context.store.expired_tasks() if task.task_id == task_id]
     replan = recovery.plan_for(again, replica_id="sweeper", max_attempts=3)
-    applied = await store.take_over(context.db, plans=[replan], replica="sweeper")
+    applied = await context.store.take_over(plans=[replan], replica="sweeper")
     assert [p.to_status for p in applied] == [TaskStatus.CANCELLED]
 
 
@@ -43,20 +42,20 @@ async def test_a_cancel_after_the_takeover_committed_ends_the_task_at_its_start(
     seen = await seen_by_a_sweeper(client)
     task_id = seen.task_id
     lease_until = utcnow() + timedelta(seconds=30)
-    await store.renew_lease(context.db, replica_id="sweeper", lease_until=lease_until)
+    await context.store.renew_lease(replica_id="sweeper", lease_until=lease_until)
     plan = recovery.plan_for(seen, replica_id="sweeper", max_attempts=3)
-    assert await store.take_over(context.db, plans=[plan], replica="sweeper") == [plan]
+    assert await context.store.take_over(plans=[plan], replica="sweeper") == [plan]
     # The cancel read the task as running, so it only records the request.
-    assert await store.request_cancel(context.db, task_id=task_id)
-    ended = await store.start_run(context.db, task_id=task_id, owner="sweeper")
+    assert await context.store.request_cancel(task_id=task_id)
+    ended = await context.store.start_run(task_id=task_id, owner="sweeper")
     assert ended is not None
     assert ended.status is TaskStatus.CANCELLED
-    events = await store.task_history(context.db, task_id=task_id)
+    events = await context.store.task_history(task_id=task_id)
     assert [(e.from_status, e.to_status) for e in events][-2:] == [
         ("running", "pending"),
         ("pending", "cancelled"),
     ]
-    assert await store.start_run(context.db, task_id=task_id, owner="sweeper") is None
+    assert await context.store.start_run(task_id=task_id, owner="sweeper") is None
 
 
 async def test_a_cancel_sent_while_the_takeover_is_held_open_ends_cancelled(
@@ -66,7 +65,7 @@ async def test_a_cancel_sent_while_the_takeover_is_held_open_ends_cancelled(
         pytest.skip("SQLite has one write lock: a cancel cannot interleave a takeover there")
     context = client.app.state.context  # type: ignore[attr-defined]
     lapsed = utcnow() - timedelta(seconds=5)
-    await store.renew_lease(context.db, replica_id=DEAD, lease_until=lapsed)
+    await context.store.renew_lease(replica_id=DEAD, lease_until=lapsed)
     lock_lease = "SELECT replica_id FROM replicas WHERE replica_id = :replica FOR UPDATE"
     async with holding_lock(database_url, lock_lease, replica=DEAD):
         task_id = await orphan(client, lease_s=None)  # DEAD's lapsed lease row is the one held
@@ -87,4 +86,4 @@ async def test_a_cancel_sent_while_the_takeover_is_held_open_ends_cancelled(
         assert response.status_code == 202
     finished = await wait_for(client, task_id, timeout_s=3)
     assert finished["status"] == "cancelled"
-    assert _finishes(await store.task_history(context.db, task_id=task_id)) == ["cancelled"]
+    assert _finishes(await context.store.task_history(task_id=task_id)) == ["cancelled"]

@@ -13,7 +13,7 @@ from app.client import (
     TaskbeatConnectionError,
     parse_sse,
 )
-from app.models import TaskStatus
+from app.domain.models import TaskStatus
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 

@@ -11,7 +11,7 @@ from fastapi.routing import APIRoute
 from helpers import create
 from starlette.routing import Route
 
-from app.models import new_task_id
+from app.domain.models import new_task_id
 
 pytestmark = pytest.mark.anyio
 ODD_TEXT = ["", " ", "-1", "+1", "²", "١٢", "9" * 5000, "1e309", "nan", "é", "\x00", "a,b=c"]

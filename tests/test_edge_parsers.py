@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 import pytest
 
 from app.api.params import parse_event_id
-from app.callbacks import parse_signature_header, sign, verify_signature
 from app.core import strict_json
-from app.errors import InvalidCursor, InvalidRequest, Unauthorized
-from app.models import StoredTask, TaskStatus, is_task_id, new_task_id
+from app.domain.errors import InvalidCursor, InvalidRequest, Unauthorized
+from app.domain.models import StoredTask, TaskStatus, is_task_id, new_task_id
+from app.service.callbacks import parse_signature_header, sign, verify_signature
 from app.store import decode_cursor, encode_cursor
 
 TASK_ID = "0b8e3f7e-8d3a-4c55-9d6c-2f1f1c8f0a11"

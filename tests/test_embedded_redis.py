@@ -14,9 +14,9 @@ import anyio
 import pytest
 import redis
 
-from app.context import _redis_url
 from app.core.config import Settings
 from app.core.redis import EmbeddedRedis, _die_with_parent
+from app.replica import _redis_url
 
 pytestmark = pytest.mark.slow
 

@@ -11,13 +11,13 @@ import redis.asyncio as aioredis
 from conftest import AppClient
 from helpers import create, eventually, holding_lock, wait_for
 
-from app import store
 from app.algorithms.hello import HelloAlgorithm
 from app.core.config import Settings
 from app.core.db import Database
+from app.domain.models import TaskStatus
 from app.main import create_app
-from app.models import TaskStatus
 from app.native import JobWatcher, NativeLibrary, load_library
+from app.store import TaskStore
 
 pytestmark = pytest.mark.anyio
 
@@ -139,7 +139,7 @@ async def test_a_replica_whose_runner_dies_stops_instead_of_serving_unready(
     # It handed its task back on the way out, for any replica to take at once.
     db = Database(settings.database_url)
     try:
-        task = await store.get_task(db, task_id=task_id)
+        task = await TaskStore(db).get_task(task_id=task_id)
     finally:
         await db.dispose()
     assert task is not None
@@ -155,12 +155,12 @@ async def test_cancel_of_a_queued_task_on_a_full_replica_ends_it_at_once(
         await wait_for(client, first, {"running"})
         queued = (await create(client, duration_ms=50))["task_id"]
         # Recorded as a replica that saw it running would (its read raced the takeover).
-        assert await store.request_cancel(context.db, task_id=queued)
+        assert await context.store.request_cancel(task_id=queued)
         started = time.monotonic()
         finished = await wait_for(client, queued, timeout_s=3)
         assert finished["status"] == "cancelled"
         assert time.monotonic() - started < 2.0
-        events = await store.task_history(context.db, task_id=queued)
+        events = await context.store.task_history(task_id=queued)
         assert [(e.from_status, e.to_status) for e in events] == [
             (None, "pending"),
             ("pending", "cancelled"),

@@ -15,7 +15,7 @@ from sqlmodel import SQLModel
 
 from app.core.db import driver_url
 from app.core.migrations import alembic_config, upgrade_to_head
-from app.models import utcnow
+from app.domain.models import utcnow
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ import redis.asyncio as aioredis
 from helpers import create, eventually, wait_for
 from sqlalchemy import text
 
-from app import store
-from app.models import StoredTask, TaskStatus, new_task_id, utcnow
-from app.runner import recovery
+from app.domain.models import StoredTask, TaskStatus, new_task_id, utcnow
+from app.runner import sweeper as recovery
+from app.store import TaskStore
 
 pytestmark = pytest.mark.anyio
 
@@ -26,7 +26,7 @@ async def orphan(client: httpx.AsyncClient, *, lease_s: float | None = -5, **fie
     db = client.app.state.context.db  # type: ignore[attr-defined]
     if lease_s is not None:
         lease_until = utcnow() + timedelta(seconds=lease_s)
-        await store.renew_lease(db, replica_id=DEAD, lease_until=lease_until)
+        await TaskStore(db).renew_lease(replica_id=DEAD, lease_until=lease_until)
     values: dict[str, object] = {
         "task_id": new_task_id(),
         "algorithm": "hello",
@@ -40,7 +40,7 @@ async def orphan(client: httpx.AsyncClient, *, lease_s: float | None = -5, **fie
     }
     values.update(fields)
     task = StoredTask.model_validate(values)
-    await store.insert_task(db, task=task)
+    await TaskStore(db).insert_task(task=task)
     return task.task_id
 
 
@@ -93,7 +93,7 @@ async def test_the_transition_log_shows_a_rerun_finishing_once(
     replica = client.app.state.context.replica_id  # type: ignore[attr-defined]
     history = [
         (e.from_status, e.to_status, e.replica, e.attempt)
-        for e in await store.task_history(db, task_id=task_id)
+        for e in await TaskStore(db).task_history(task_id=task_id)
     ]
     assert history == [
         (None, "running", DEAD, 1),
@@ -112,7 +112,7 @@ async def test_a_replica_that_lost_its_task_stops_and_writes_nothing(
     await wait_for(client, task_id, {"running"})
     # Another replica takes the task over (as after a partition longer than the lease).
     lease_until = utcnow() + timedelta(seconds=30)
-    await store.renew_lease(context.db, replica_id="other-replica", lease_until=lease_until)
+    await context.store.renew_lease(replica_id="other-replica", lease_until=lease_until)
     await context.db.write(
         lambda conn: conn.execute(
             text("UPDATE tasks SET owner = 'other-replica', attempt = 2 WHERE task_id = :id"),
@@ -125,12 +125,12 @@ async def test_a_replica_that_lost_its_task_stops_and_writes_nothing(
 
     await eventually(run_stopped, timeout_s=3)
     await anyio.sleep(0.5)  # more heartbeats: still nothing written by this replica
-    task = await store.get_task(context.db, task_id=task_id)
+    task = await context.store.get_task(task_id=task_id)
     assert task is not None
     assert task.status is TaskStatus.RUNNING
     assert task.owner == "other-replica"
     assert task.attempt == 2
-    history = await store.task_history(context.db, task_id=task_id)
+    history = await context.store.task_history(task_id=task_id)
     assert [e.to_status for e in history] == ["pending", "running"]
     assert await redis_client.get(f"{redis_prefix}active:hello") == "0"
 
@@ -149,7 +149,7 @@ async def seen_by_a_sweeper(client: httpx.AsyncClient) -> StoredTask:
     context = client.app.state.context  # type: ignore[attr-defined]
     await context.runner.drain(0)
     task_id = await orphan(client)
-    (seen,) = [task for task in await store.expired_tasks(context.db) if task.task_id == task_id]
+    (seen,) = [task for task in await context.store.expired_tasks() if task.task_id == task_id]
     return seen
 
 
@@ -160,10 +160,10 @@ async def test_a_replica_that_renews_before_the_takeover_keeps_its_tasks(
     seen = await seen_by_a_sweeper(client)  # the sweeper saw the lease lapsed...
     task_id = seen.task_id
     lease_until = utcnow() + timedelta(seconds=30)
-    await store.renew_lease(context.db, replica_id=DEAD, lease_until=lease_until)  # ...it came back
+    await context.store.renew_lease(replica_id=DEAD, lease_until=lease_until)  # ...it came back
     plan = recovery.plan_for(seen, replica_id="sweeper", max_attempts=3)
-    assert await store.take_over(context.db, plans=[plan], replica="sweeper") == []
-    task = await store.get_task(context.db, task_id=task_id)
+    assert await context.store.take_over(plans=[plan], replica="sweeper") == []
+    task = await context.store.get_task(task_id=task_id)
     assert task is not None
     assert (task.status, task.owner, task.attempt) == (TaskStatus.RUNNING, DEAD, 1)
 

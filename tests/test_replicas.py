@@ -43,9 +43,8 @@ async def test_a_missed_cancel_message_is_honoured_at_the_next_renewal(
         await wait_for(replica_a, task["task_id"], {"running"})
         context = replica_a.app.state.context  # type: ignore[attr-defined]
         # Record the cancel as another replica would, without any message.
-        from app import store
 
-        assert await store.request_cancel(context.db, task_id=task["task_id"])
+        assert await context.store.request_cancel(task_id=task["task_id"])
         finished = await wait_for(replica_a, task["task_id"], timeout_s=3)
         assert finished["status"] == "cancelled"
 

@@ -6,10 +6,10 @@ from typing import Any
 import anyio
 import pytest
 
-from app import store
 from app.core.db import Database
 from app.core.migrations import upgrade_to_head
-from app.models import StoredTask, TaskStatus, new_task_id, utcnow
+from app.domain.models import StoredTask, TaskStatus, new_task_id, utcnow
+from app.store import TaskStore
 
 pytestmark = pytest.mark.anyio
 
@@ -41,12 +41,12 @@ async def test_concurrent_lookups_share_one_read_and_each_gets_its_own_task(
             for n in range(40)
         ]
         for task in known:
-            await store.insert_task(db, task=task)
+            await TaskStore(db).insert_task(task=task)
         asked = [task.task_id for task in known] + ["no-such-task"] * 10
         found: dict[int, StoredTask | None] = {}
 
         async def look_up(index: int) -> None:
-            found[index] = await store.get_task(db, task_id=asked[index])
+            found[index] = await TaskStore(db).get_task(task_id=asked[index])
 
         async with anyio.create_task_group() as tg:
             for index in range(len(asked)):

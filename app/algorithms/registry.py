@@ -4,7 +4,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from app.algorithms.base import Algorithm, InputRejected
-from app.errors import InvalidRequest
+from app.domain.errors import InvalidRequest
 
 
 class Registry:

@@ -8,10 +8,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from app.api.params import last_event_id, task_id_in_path
-from app.callbacks import CallbackReceiver
-from app.context import ReplicaContext
-from app.service import TaskService
-from app.watch import TaskWatcher
+from app.replica import ReplicaContext
+from app.service.callbacks import CallbackReceiver
+from app.service.tasks import TaskService
+from app.service.waits import TaskWatcher
 
 
 def _context(request: Request) -> ReplicaContext:

@@ -14,7 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
-from app.errors import InvalidCursor, TaskbeatError
+from app.domain.errors import InvalidCursor, TaskbeatError
 
 log = logging.getLogger(__name__)
 CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}

@@ -6,7 +6,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from app.callbacks import CallbackReport
+from app.service.callbacks import CallbackReport
 
 
 def _drop_default_422(responses: dict[str, Any]) -> None:

@@ -5,8 +5,8 @@ from typing import Annotated
 from fastapi import Header, Path
 
 from app.core.digits import ascii_int
-from app.errors import InvalidRequest, NotFound
-from app.models import is_task_id
+from app.domain.errors import InvalidRequest, NotFound
+from app.domain.models import is_task_id
 
 MAX_EVENT_ID_DIGITS = 18  # event ids are attempt * 1000 + ...: far below 10**18
 

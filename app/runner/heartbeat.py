@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 import anyio
 from anyio.abc import TaskStatus
 
-from app import store
-from app.models import TaskStatus as Status
+from app.domain.models import TaskStatus as Status
 from app.runner.loops import every
+from app.store import lease_deadline
 
 if TYPE_CHECKING:
     from app.runner.runner import Runner
@@ -27,10 +27,10 @@ async def beat_once(runner: "Runner") -> None:
             await runner.live.clear(ended)
     runner.updates.publish_progress(runner.running_attempts())
     renewal_started_s = time.monotonic()
-    lease_until = store.lease_deadline(settings.lease_duration_s)
+    lease_until = lease_deadline(settings.lease_duration_s)
     try:
-        renewal = await store.renew_lease(
-            runner.db, replica_id=runner.replica_id, lease_until=lease_until
+        renewal = await runner.store.renew_lease(
+            replica_id=runner.replica_id, lease_until=lease_until
         )
     except Exception as exc:
         log.warning("could not renew the lease: %s", exc)
@@ -49,8 +49,8 @@ async def beat_once(runner: "Runner") -> None:
     if now - runner.last_progress_save_s >= settings.progress_persist_interval_s:
         runner.last_progress_save_s = now
         try:
-            await store.save_progress(
-                runner.db, owner=runner.replica_id, progress_by_task=runner.progress_to_save()
+            await runner.store.save_progress(
+                owner=runner.replica_id, progress_by_task=runner.progress_to_save()
             )
         except Exception as exc:
             log.warning("could not save progress: %s", exc)

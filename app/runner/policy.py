@@ -1,8 +1,8 @@
 """Pure rules of a run: how long to wait before retrying a failed poll, how a job maps to a task."""
 
 from app.algorithms.base import JobState, JobStatus
-from app.models import TaskStatus
-from app.store import Outcome
+from app.domain.models import TaskStatus
+from app.domain.outcome import Outcome
 
 FIRST_RETRY_DELAY_S = 0.1
 

@@ -16,19 +16,18 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from app import store
 from app.algorithms.base import Algorithm, AlgorithmError, InputRejected, PollFailed
 from app.algorithms.registry import Registry
 from app.core.config import Settings
-from app.core.db import Database
-from app.errors import InvalidRequest, Saturated, StoreUnavailable
-from app.models import StoredTask
-from app.models import TaskStatus as Status
+from app.domain.errors import InvalidRequest, Saturated, StoreUnavailable
+from app.domain.models import StoredTask
+from app.domain.models import TaskStatus as Status
+from app.domain.outcome import Outcome
+from app.live.state import LiveState
+from app.live.updates import UpdateHub
 from app.runner.lag import LoopLagMonitor
-from app.runner.live import LiveState
 from app.runner.policy import outcome_of, retry_delay_s
-from app.runner.updates import UpdateHub
-from app.store import Outcome
+from app.store import TaskStore, lease_deadline
 
 log = logging.getLogger(__name__)
 CLEANUP_TIMEOUT_S = 5.0
@@ -61,14 +60,14 @@ class Runner:
         self,
         *,
         settings: Settings,
-        db: Database,
+        store: TaskStore,
         live: LiveState,
         registry: Registry,
         replica_id: str,
         updates: UpdateHub,
     ) -> None:
         self.settings = settings
-        self.db = db
+        self.store = store
         self.live = live
         self.registry = registry
         self.replica_id = replica_id
@@ -193,7 +192,7 @@ class Runner:
 
     async def _run_once(self, run: LocalRun) -> None:
         try:
-            task = await store.start_run(self.db, task_id=run.task_id, owner=self.replica_id)
+            task = await self.store.start_run(task_id=run.task_id, owner=self.replica_id)
         except Exception:
             log.exception("task %s: could not be started; retrying", run.task_id)
             await anyio.sleep(START_RETRY_DELAY_S)
@@ -292,8 +291,7 @@ class Runner:
         with anyio.move_on_after(FINAL_WRITE_RETRY_S) as scope:
             while True:
                 try:
-                    won = await store.finish_run(
-                        self.db,
+                    won = await self.store.finish_run(
                         task_id=run.task_id,
                         owner=self.replica_id,
                         attempt=run.attempt,
@@ -318,12 +316,12 @@ class Runner:
         """Owns every run of this replica; started by the app's lifespan with `tg.start`."""
         from app.runner.cancels import cancel_listener
         from app.runner.heartbeat import heartbeat_loop
-        from app.runner.recovery import sweeper_loop
+        from app.runner.sweeper import sweeper_loop
 
         # The lease comes first: a task this replica owns is never without one.
         self.last_renewal_s = time.monotonic()
-        lease_until = store.lease_deadline(self.settings.lease_duration_s)
-        await store.join(self.db, replica_id=self.replica_id, lease_until=lease_until)
+        lease_until = lease_deadline(self.settings.lease_duration_s)
+        await self.store.join(replica_id=self.replica_id, lease_until=lease_until)
         async with anyio.create_task_group() as tg:
             self._tg = tg
             self.accepting = True
@@ -348,7 +346,7 @@ class Runner:
                 await self._runs_changed.wait()
         with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_TIMEOUT_S):
             try:
-                released = await store.release_all(self.db, owner=self.replica_id)
+                released = await self.store.release_all(owner=self.replica_id)
                 log.info("released %d unfinished tasks for other replicas", released)
             except Exception as exc:
                 log.warning("could not release the unfinished tasks: %s", exc)

@@ -7,8 +7,8 @@ from fastapi import APIRouter, Query, Response, status
 from app.api.deps import ServiceDep, TaskIdDep, WatchDep
 from app.api.errors import error_responses
 from app.api.json_body import StrictJSONRoute
-from app.models import TaskCreate, TaskPage, TaskPublic, TaskStatus
-from app.service import CANCEL_WAIT_S
+from app.domain.models import TaskCreate, TaskPage, TaskPublic, TaskStatus
+from app.service.tasks import CANCEL_WAIT_S
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"], route_class=StrictJSONRoute)
 # printable text only: a NUL or control character is no algorithm name (and PostgreSQL

@@ -8,9 +8,9 @@ from fastapi.responses import StreamingResponse
 from app.api.deps import CallbacksDep, ContextDep, LastEventIdDep, ServiceDep, TaskIdDep, WatchDep
 from app.api.errors import WHEN, error_responses
 from app.api.json_body import StrictJSONRoute
-from app.callbacks import SIGNATURE_HEADER
-from app.models import TaskPublic
-from app.watch import snapshot_id
+from app.domain.models import TaskPublic
+from app.service.callbacks import SIGNATURE_HEADER
+from app.service.waits import snapshot_id
 
 router = APIRouter(prefix="/v1/tasks", tags=["updates"], route_class=StrictJSONRoute)
 SIGNATURE_DOC = (

@@ -7,16 +7,23 @@ from typing import Any
 import anyio
 from sqlalchemy.exc import SQLAlchemyError
 
-from app import store
 from app.algorithms.registry import Registry
 from app.core.config import Settings
-from app.core.db import Database
-from app.errors import Conflict, InvalidRequest, NotFound, StoreUnavailable
-from app.models import StoredTask, TaskCreate, TaskPage, TaskPublic, TaskStatus, new_task_id, utcnow
+from app.domain.errors import Conflict, InvalidRequest, NotFound, StoreUnavailable
+from app.domain.models import (
+    StoredTask,
+    TaskCreate,
+    TaskPage,
+    TaskPublic,
+    TaskStatus,
+    new_task_id,
+    utcnow,
+)
+from app.live.state import LiveState
+from app.live.updates import UpdateHub
 from app.runner.cancels import publish_cancel
-from app.runner.live import LiveState
 from app.runner.runner import Runner
-from app.runner.updates import UpdateHub
+from app.store import TaskStore
 
 CANCEL_WAIT_S = 2.0
 
@@ -24,7 +31,7 @@ CANCEL_WAIT_S = 2.0
 @dataclass
 class TaskService:
     settings: Settings
-    db: Database
+    store: TaskStore
     live: LiveState
     runner: Runner
     registry: Registry
@@ -47,14 +54,14 @@ class TaskService:
             owner=self.runner.replica_id,
         )
         try:
-            await store.insert_task(self.db, task=task)
+            await self.store.insert_task(task=task)
         except (SQLAlchemyError, OSError) as exc:
             raise StoreUnavailable(f"the database could not store the task: {exc}") from exc
         self.runner.enqueue(task.task_id)
         return TaskPublic.model_validate(task, from_attributes=True)
 
     async def _load(self, task_id: str) -> StoredTask:
-        task = await store.get_task(self.db, task_id=task_id)
+        task = await self.store.get_task(task_id=task_id)
         if task is None:
             raise NotFound(f"no task {task_id}")
         return task
@@ -88,8 +95,8 @@ class TaskService:
         limit: int,
         cursor: str | None,
     ) -> TaskPage:
-        page, next_cursor = await store.list_tasks(
-            self.db, status=status, algorithm=algorithm, limit=limit, cursor=cursor
+        page, next_cursor = await self.store.list_tasks(
+            status=status, algorithm=algorithm, limit=limit, cursor=cursor
         )
         return TaskPage(items=await self.public(page), next_cursor=next_cursor)
 
@@ -99,12 +106,12 @@ class TaskService:
         task = await self._load(task_id)
         if task.status.finished:
             raise Conflict(f"task {task_id} already finished: {task.status.value}")
-        if task.status is TaskStatus.PENDING and await store.cancel_pending(
-            self.db, task_id=task_id, replica=self.runner.replica_id
+        if task.status is TaskStatus.PENDING and await self.store.cancel_pending(
+            task_id=task_id, replica=self.runner.replica_id
         ):
             self.updates.status_changed(task_id, TaskStatus.CANCELLED, task.attempt)
             return await self.get(task_id)
-        if not await store.request_cancel(self.db, task_id=task_id):
+        if not await self.store.request_cancel(task_id=task_id):
             task = await self._load(task_id)
             raise Conflict(f"task {task_id} already finished: {task.status.value}")
         run = await self.runner.cancel_local(task_id)
@@ -125,7 +132,7 @@ class TaskService:
 
     async def stats(self) -> dict[str, Any]:
         active = await self.live.active_counts(self.registry.names())
-        totals = await store.count_by_status(self.db)
+        totals = await self.store.count_by_status()
         return {
             "active": active,
             "totals": {status.value: count for status, count in totals.items()},

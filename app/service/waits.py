@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import anyio
 
-from app.models import TaskPublic, TaskStatus
-from app.runner.updates import PROGRESS, UpdateHub, event_id
-from app.service import TaskService
+from app.domain.models import TaskPublic, TaskStatus
+from app.live.updates import PROGRESS, UpdateHub, event_id
+from app.service.tasks import TaskService
 
 
 def _frame(kind: str, identifier: int, data: str) -> str:

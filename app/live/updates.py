@@ -22,8 +22,8 @@ from anyio.abc import TaskStatus as StartStatus
 from redis.exceptions import RedisError
 
 from app.core.batching import Outbox
-from app.models import TaskStatus
-from app.runner.keys import RedisKeys
+from app.domain.models import TaskStatus
+from app.live.keys import RedisKeys
 from app.runner.loops import report_fault
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from app.core.batching import Outbox
-from app.runner.keys import HEARTBEAT_TTL_S, RedisKeys
+from app.live.keys import HEARTBEAT_TTL_S, RedisKeys
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

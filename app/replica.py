@@ -16,18 +16,19 @@ import redis.asyncio as aioredis
 from app.algorithms.hello import HelloAlgorithm
 from app.algorithms.registry import Registry
 from app.algorithms.remote import RemoteAlgorithm
-from app.callbacks import CallbackReceiver, apply_foreign_update
 from app.core.config import Settings
 from app.core.db import Database
 from app.core.migrations import upgrade_to_head
 from app.core.redis import EmbeddedRedis, create_client
+from app.live.keys import RedisKeys
+from app.live.state import LiveState
+from app.live.updates import UpdateHub
 from app.native import JobWatcher, load_library
-from app.runner.keys import RedisKeys
-from app.runner.live import LiveState
 from app.runner.runner import Runner
-from app.runner.updates import UpdateHub
-from app.service import TaskService
-from app.watch import TaskWatcher
+from app.service.callbacks import CallbackReceiver, apply_foreign_update
+from app.service.tasks import TaskService
+from app.service.waits import TaskWatcher
+from app.store import TaskStore
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class ReplicaContext:
     settings: Settings
     replica_id: str
     db: Database
+    store: TaskStore
     redis: "aioredis.Redis"
     live: LiveState
     runner: Runner
@@ -70,6 +72,7 @@ async def running_replica(settings: Settings) -> AsyncIterator[ReplicaContext]:
     async with AsyncExitStack() as stack:
         db = Database(settings.database_url)
         stack.push_async_callback(db.dispose)
+        store = TaskStore(db)
         redis_client = create_client(await _redis_url(settings, stack))
         stack.push_async_callback(redis_client.aclose)
         live = LiveState(redis_client, RedisKeys(settings.redis_prefix), replica_id)
@@ -86,14 +89,19 @@ async def running_replica(settings: Settings) -> AsyncIterator[ReplicaContext]:
 
         runner = Runner(
             settings=settings,
-            db=db,
+            store=store,
             live=live,
             registry=registry,
             replica_id=replica_id,
             updates=updates,
         )
         service = TaskService(
-            settings=settings, db=db, live=live, runner=runner, registry=registry, updates=updates
+            settings=settings,
+            store=store,
+            live=live,
+            runner=runner,
+            registry=registry,
+            updates=updates,
         )
         updates.on_foreign_update = partial(apply_foreign_update, service)
         updates.runs_here = lambda task_id: runner.local_run(task_id) is not None
@@ -111,6 +119,7 @@ async def running_replica(settings: Settings) -> AsyncIterator[ReplicaContext]:
                     settings,
                     replica_id,
                     db,
+                    store,
                     redis_client,
                     live,
                     runner,

@@ -19,15 +19,14 @@ import anyio
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
 from redis.exceptions import RedisError
 
-from app import store
 from app.algorithms.base import AcceptsCallbacks, JobState, JobStatus
 from app.core import strict_json
 from app.core.digits import ascii_int
-from app.errors import Conflict, InvalidRequest, StoreUnavailable, Unauthorized
-from app.models import TaskPublic, TaskStatus
-from app.runner.updates import PROGRESS, STATUS, Update
-from app.service import TaskService
-from app.store import Outcome
+from app.domain.errors import Conflict, InvalidRequest, StoreUnavailable, Unauthorized
+from app.domain.models import TaskPublic, TaskStatus
+from app.domain.outcome import Outcome
+from app.live.updates import PROGRESS, STATUS, Update
+from app.service.tasks import TaskService
 
 log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-Taskbeat-Signature"
@@ -175,7 +174,7 @@ class CallbackReceiver:
         """Finishes a task not run here (or not by a callback-aware adapter), through the
         same conditional update as the runner: exactly once, and only for that attempt."""
         service = self.service
-        row = await store.get_task(service.db, task_id=task.task_id)
+        row = await service.store.get_task(task_id=task.task_id)
         assert report.status is not None
         if row is None or row.owner is None:
             raise Conflict(f"task {task.task_id} has no holder now; retry the callback")
@@ -189,8 +188,8 @@ class CallbackReceiver:
             else (report.error or "reported by the engine"),
             row.poll_failures,
         )
-        won = await store.finish_run(
-            service.db, task_id=task.task_id, owner=row.owner, attempt=row.attempt, outcome=outcome
+        won = await service.store.finish_run(
+            task_id=task.task_id, owner=row.owner, attempt=row.attempt, outcome=outcome
         )
         if not won:
             current = await service.get(task.task_id)

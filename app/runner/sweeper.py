@@ -10,9 +10,8 @@ import anyio
 from anyio.abc import TaskStatus
 from redis.exceptions import RedisError
 
-from app import store
-from app.models import StoredTask, utcnow
-from app.models import TaskStatus as Status
+from app.domain.models import StoredTask, utcnow
+from app.domain.models import TaskStatus as Status
 from app.runner.loops import every
 from app.store import Takeover
 
@@ -74,7 +73,7 @@ async def sweep_once(runner: "Runner") -> None:
             return
         room = settings.max_pending - runner.waiting_count
         plans = []
-        for task in await store.expired_tasks(runner.db):
+        for task in await runner.store.expired_tasks():
             if task.owner == runner.replica_id:
                 continue  # our own lease lapsed (database away); never adopt from ourselves
             plan = plan_for(task, replica_id=runner.replica_id, max_attempts=settings.max_attempts)
@@ -85,7 +84,7 @@ async def sweep_once(runner: "Runner") -> None:
             plans.append(plan)
         if not plans:
             return
-        applied = await store.take_over(runner.db, plans=plans, replica=runner.replica_id)
+        applied = await runner.store.take_over(plans=plans, replica=runner.replica_id)
         # The lost runs' heartbeats would look stale to monitors until a new run beats.
         await runner.live.clear([plan.task.task_id for plan in applied])
         for plan in applied:

@@ -1,0 +1,145 @@
+"""Persistence of tasks behind one object, `TaskStore`.
+
+Every state change is a conditional update, so racing writers cannot both win, and a
+replica that lost a task can never overwrite its new owner; every status change is
+appended to task_events in the transaction that made it. Each method runs its SQL in one
+transaction on a worker thread (app.core.db). The hot writes (create, run start, run
+finish) share one group commit and task lookups another: what arrives together shares a
+transaction, and each caller still waits for its own result.
+
+The SQL lives by concern: `events` (the transition log), `reads` and `cursors`, `runs`
+(the hot writes, cancels, progress), `leases` (renewal, takeover, hand-back).
+"""
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection
+
+from app.core.batching import GroupCommit
+from app.core.db import Database
+from app.domain.models import FINISHED, StoredTask, TaskEvent, TaskStatus
+from app.domain.outcome import Outcome
+from app.store import events, leases, reads, runs
+from app.store.cursors import decode_cursor
+from app.store.leases import Renewal, Takeover, lease_deadline
+
+__all__ = ["Renewal", "Takeover", "TaskStore", "lease_deadline"]
+
+# Rows one shared transaction may carry (well under SQLite's bound-parameter limit).
+MAX_BATCH = 256
+EXPIRED_PER_SWEEP = 500
+
+
+class TaskStore:
+    """The tasks, their transition log and the replicas' leases, in one database."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._writes: GroupCommit[runs.HotWrite, Any] = GroupCommit(
+            self._apply_writes, max_batch=MAX_BATCH, name="writes"
+        )
+        self._lookups: GroupCommit[str, StoredTask | None] = GroupCommit(
+            self._apply_lookups, max_batch=MAX_BATCH, name="reads"
+        )
+
+    async def _apply_writes(self, writes: Sequence[runs.HotWrite]) -> list[Any]:
+        return await self.db.write(lambda conn: runs.write_batch(conn, writes))
+
+    async def _apply_lookups(self, task_ids: Sequence[str]) -> list[StoredTask | None]:
+        return await self.db.read(lambda conn: reads.tasks_by_id(conn, task_ids))
+
+    # ----- create and read -------------------------------------------------------------
+
+    async def insert_task(self, *, task: StoredTask) -> None:
+        """Stores a new task; returns once the transaction holding it has committed."""
+        await self._writes.submit(task)
+
+    async def get_task(self, *, task_id: str) -> StoredTask | None:
+        """The task as committed when the call was made. Lookups made meanwhile share one
+        query: a worker-thread hop per lookup costs far more than the lookup itself."""
+        return await self._lookups.submit(task_id)
+
+    async def task_history(self, *, task_id: str) -> list[TaskEvent]:
+        """The task's transitions, oldest first."""
+        return await self.db.read(lambda conn: events.history(conn, task_id))
+
+    async def list_tasks(
+        self,
+        *,
+        status: TaskStatus | None = None,
+        algorithm: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[StoredTask], str | None]:
+        """A page of tasks, newest first, and the cursor of the next page (None at the end);
+        InvalidCursor for a cursor this service did not give out."""
+        after = None if cursor is None else decode_cursor(cursor)
+
+        def page(conn: Connection) -> tuple[list[StoredTask], str | None]:
+            return reads.page_of_tasks(
+                conn, status=status, algorithm=algorithm, limit=limit, after=after
+            )
+
+        return await self.db.read(page)
+
+    async def count_by_status(self) -> dict[TaskStatus, int]:
+        return await self.db.read(reads.count_by_status)
+
+    # ----- a run -----------------------------------------------------------------------
+
+    async def start_run(self, *, task_id: str, owner: str) -> StoredTask | None:
+        """pending -> running for the owner's next attempt, or pending -> cancelled when its
+        cancel was asked (returned so, for the caller to announce); None when the task is
+        not the owner's to start (finished, adopted elsewhere)."""
+        started: StoredTask | None = await self._writes.submit(runs.Start(task_id, owner))
+        return started
+
+    async def finish_run(self, *, task_id: str, owner: str, attempt: int, outcome: Outcome) -> bool:
+        """running -> finished, only for the run's own attempt and owner (fencing)."""
+        if outcome.status not in FINISHED:
+            raise ValueError(f"{outcome.status} is not a finished status")
+        won: bool = await self._writes.submit(runs.Finish(task_id, owner, attempt, outcome))
+        return won
+
+    async def cancel_pending(self, *, task_id: str, replica: str) -> bool:
+        """pending -> cancelled; False when the task is not pending (any more)."""
+        return await self.db.write(
+            lambda conn: runs.cancel_pending(conn, task_id=task_id, replica=replica)
+        )
+
+    async def request_cancel(self, *, task_id: str) -> bool:
+        """Records a cancel so whoever runs the task honours it; False if already finished."""
+        return await self.db.write(lambda conn: runs.request_cancel(conn, task_id=task_id))
+
+    async def save_progress(
+        self, *, owner: str, progress_by_task: Iterable[tuple[str, int, int]]
+    ) -> None:
+        """Persists (task_id, progress, poll_failures) of running tasks in one transaction."""
+        rows = list(progress_by_task)
+        if rows:
+            await self.db.write(lambda conn: runs.save_progress(conn, owner=owner, rows=rows))
+
+    # ----- ownership -------------------------------------------------------------------
+
+    async def join(self, *, replica_id: str, lease_until: datetime) -> None:
+        await self.db.write(
+            lambda conn: leases.join(conn, replica_id=replica_id, lease_until=lease_until)
+        )
+
+    async def renew_lease(self, *, replica_id: str, lease_until: datetime) -> Renewal:
+        return await self.db.write(
+            lambda conn: leases.renew(conn, replica_id=replica_id, lease_until=lease_until)
+        )
+
+    async def expired_tasks(self, *, limit: int = EXPIRED_PER_SWEEP) -> list[StoredTask]:
+        return await self.db.read(lambda conn: leases.expired_tasks(conn, limit=limit))
+
+    async def take_over(self, *, plans: Sequence[Takeover], replica: str) -> list[Takeover]:
+        return await self.db.write(
+            lambda conn: leases.take_over(conn, plans=plans, replica=replica)
+        )
+
+    async def release_all(self, *, owner: str) -> int:
+        return await self.db.write(lambda conn: leases.release_all(conn, owner=owner))

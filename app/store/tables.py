@@ -1,0 +1,14 @@
+"""The tables the store writes, and how a row becomes a domain value."""
+
+from sqlalchemy.engine import RowMapping
+
+from app.domain.models import UNFINISHED, Replica, StoredTask, Task, TaskEvent
+
+tasks = Task.__table__  # type: ignore[attr-defined]
+task_events = TaskEvent.__table__  # type: ignore[attr-defined]
+replicas = Replica.__table__  # type: ignore[attr-defined]
+UNFINISHED_VALUES = [status.value for status in UNFINISHED]
+
+
+def task_from_row(row: RowMapping) -> StoredTask:
+    return StoredTask.model_validate(dict(row))
