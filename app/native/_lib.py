@@ -14,7 +14,7 @@ from typing import Any
 from app.algorithms.base import JobState
 
 EXPECTED_API_VERSION = 1
-LIBRARY_FILENAMES = ("libtaskbeat_alg.so", "libtaskbeat_alg.dylib")
+LIBRARY_FILENAME = "libtaskbeat_alg.so"
 MAX_INPUT_BYTES = 65536
 MAX_HANDLE = 2**64 - 1
 
@@ -223,15 +223,13 @@ class NativeLibrary:
 
 
 def _find_library() -> ctypes.CDLL:
-    package = resources.files("app.native")
-    for filename in LIBRARY_FILENAMES:
-        resource = package.joinpath(filename)
-        if resource.is_file():
-            # dlopen keeps the mapping, so a temporary copy (zipped install) may go away.
-            with resources.as_file(resource) as path:
-                return ctypes.CDLL(str(path))
+    resource = resources.files("app.native").joinpath(LIBRARY_FILENAME)
+    if resource.is_file():
+        # dlopen keeps the mapping, so a temporary copy (zipped install) may go away.
+        with resources.as_file(resource) as path:
+            return ctypes.CDLL(str(path))
     raise NativeError(
-        f"the taskbeat C library is not built (no {' or '.join(LIBRARY_FILENAMES)} in app/native): "
+        f"the taskbeat C library is not built (no {LIBRARY_FILENAME} in app/native): "
         "run `make clib`, or reinstall with `pip install -e .`"
     )
 
