@@ -35,7 +35,7 @@ typedef struct tb_engine {
     job_table table;
     timer_heap heap;             /* sleeping jobs by next step deadline */
     tb_list spin_queue;          /* spin jobs waiting for a worker, oldest first */
-    tb_notifier notifier;        /* jobs finished since the last drain, and the fd */
+    tb_notifier notifier;        /* jobs changed since the last drain, and the fd */
 } tb_engine;
 
 static tb_engine engine = {
@@ -101,6 +101,7 @@ static uint64_t advance_locked(tb_job *job, uint64_t now) {
         }
         job->step = next;
         job->progress = (int32_t)((int64_t)next * 100 / job->opt.steps);
+        notifier_mark(&engine.notifier, job);
         if (next == job->opt.steps) finish_locked(job, TB_SUCCEEDED);
     }
     return NO_DEADLINE;
@@ -190,6 +191,7 @@ static void *worker_main(void *arg) {
         job->state = TB_RUNNING;
         job->start_ns = tb_now_ns();
         job->on_worker = true;
+        notifier_mark(&engine.notifier, job);
         tb_mutex_unlock(&engine.mu);
 
         run_spin_job(job);
@@ -415,11 +417,13 @@ int tb_notify_fd(int *out_fd, char *err, size_t errlen) {
     return TB_OK;
 }
 
-size_t tb_drain_finished(tb_handle *out, size_t max) {
+size_t tb_drain_changes(tb_change *out, size_t max) {
     size_t n = 0;
     if (out == NULL || enter(NULL, 0) != TB_OK) return 0;
     tb_job *job;
-    while (n < max && (job = notifier_take(&engine.notifier)) != NULL) out[n++] = tb_handle_of(job);
+    while (n < max && (job = notifier_take(&engine.notifier)) != NULL) {
+        out[n++] = (tb_change){tb_handle_of(job), job->state, job->progress};
+    }
     notifier_settle(&engine.notifier);
     tb_mutex_unlock(&engine.mu);
     return n;

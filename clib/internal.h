@@ -112,7 +112,7 @@ typedef struct tb_job {
     uint64_t start_ns;
     size_t heap_idx;       /* index in the timer heap, or SIZE_MAX */
     tb_link spin_link;     /* on the spin queue while waiting for a worker */
-    tb_link change_link;   /* on the notifier's list until drained */
+    tb_link change_link;   /* on the notifier's list while a change waits to be drained */
     bool on_worker;        /* a worker is spinning it: the worker frees it if released */
     bool released;         /* tb_free() was called while on a worker */
     atomic_bool stop;      /* tells the spinning worker to stop */
@@ -165,21 +165,21 @@ void timer_heap_remove(timer_heap *heap, tb_job *job); /* a no-op when not on it
 void timer_heap_clear(timer_heap *heap);
 
 /* ------------------------------------------------------------------ */
-/* notifier.c: the notify fd and the finished jobs behind it          */
+/* notifier.c: the notify fd and the changed jobs behind it           */
 
-/* Readable while some job finished and was not drained. */
+/* Readable while some job changed (progress or state) and was not drained. */
 typedef struct tb_notifier {
     int fd;           /* eventfd; -1 when closed */
-    tb_list changed;  /* jobs in the order they finished since the last drain */
+    tb_list changed;  /* jobs in the order of their first change since the last drain */
 } tb_notifier;
 
 int notifier_open(tb_notifier *n, char *err, size_t errlen);
 void notifier_close(tb_notifier *n);
-/* Records that the job finished; a job already waiting keeps its place. */
+/* Records that the job changed; a job already waiting keeps its place (coalesced). */
 void notifier_mark(tb_notifier *n, tb_job *job);
 /* Forgets the job (freed before it was drained). */
 void notifier_forget(tb_notifier *n, tb_job *job);
-/* The job that waits longest, taken off the list; NULL when none. */
+/* The job whose change waits longest, taken off the list; NULL when none. */
 tb_job *notifier_take(tb_notifier *n);
 /* Clears the fd when nothing waits any more. */
 void notifier_settle(tb_notifier *n);

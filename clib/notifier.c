@@ -1,11 +1,13 @@
 /*
  * notifier.c: the file descriptor the caller's event loop waits on, and the
- * list of jobs that finished since the last drain.
+ * list of jobs that changed (progress or state) since the last drain.
  *
- * A job is on the list at most once. The list is intrusive (the link lives in
- * the job), so marking never allocates and freeing a job unlinks it. The fd
- * is an eventfd, raised when the list goes from empty to non-empty and
- * cleared when a drain empties it. Called with the engine's mutex held.
+ * Coalescing is by membership: a job is on the list at most once, keeping
+ * the place of its first change, and the drain reads its state and progress
+ * as they are then. So a job that stepped three times shows once, and a
+ * finish right after a step is never lost: it is the state the drain reads.
+ * The fd is an eventfd, raised when the list goes from empty to non-empty
+ * and cleared when a drain empties it. Called with the engine's mutex held.
  */
 #define _GNU_SOURCE
 #include "internal.h"
@@ -42,7 +44,7 @@ static void clear_fd(const tb_notifier *n) {
 }
 
 void notifier_mark(tb_notifier *n, tb_job *job) {
-    if (job->change_link.linked) return; /* already waiting */
+    if (job->change_link.linked) return; /* coalesced with the change already waiting */
     bool was_empty = tb_list_empty(&n->changed);
     tb_list_push_back(&n->changed, &job->change_link);
     if (was_empty && n->fd >= 0) raise_fd(n);

@@ -5,8 +5,8 @@
  * handle at once; the job runs on the library's own threads (one timer thread
  * for sleeping jobs, a worker pool for CPU-burning "spin" jobs). The caller
  * polls, cancels and frees by handle, and waits on tb_notify_fd(): it becomes
- * readable when some job reaches a finished state, and tb_drain_finished()
- * says which.
+ * readable when some job's progress or state changed, and tb_drain_changes()
+ * says which jobs, with their state and progress.
  *
  * Threading: every function may be called from any thread at any time; each
  * holds one internal mutex briefly and never sleeps or waits on a job.
@@ -30,7 +30,7 @@ extern "C" {
 #define TB_API __attribute__((visibility("default")))
 
 /* Bumped whenever a signature or struct below changes; callers check it. */
-#define TB_API_VERSION 1
+#define TB_API_VERSION 2
 
 /* Largest accepted input document, in bytes. */
 #define TB_MAX_INPUT_BYTES 65536
@@ -60,6 +60,13 @@ typedef struct tb_status {
     int32_t progress;  /* 0..100 */
     uint64_t text_len; /* bytes of the job's text (finished jobs), 0 otherwise */
 } tb_status;
+
+/* One changed job, as tb_drain_changes() reports it. */
+typedef struct tb_change {
+    tb_handle handle;
+    int32_t state;     /* a tb_state, as it is at the drain */
+    int32_t progress;  /* 0..100, as it is at the drain */
+} tb_change;
 
 /* TB_API_VERSION of the built library. */
 TB_API int tb_version(void);
@@ -105,14 +112,18 @@ TB_API int tb_cancel(tb_handle handle, char *err, size_t errlen);
 TB_API int tb_free(tb_handle handle, char *err, size_t errlen);
 
 /* Stores in *out_fd a file descriptor (an eventfd) that is readable while
- * finished jobs wait to be drained. The library owns it: never read, write or
+ * changed jobs wait to be drained. The library owns it: never read, write or
  * close it. */
 TB_API int tb_notify_fd(int *out_fd, char *err, size_t errlen);
 
-/* Moves up to `max` handles of jobs that finished since the last drain into
- * `out` (oldest first) and returns how many. Handles freed meanwhile are
- * skipped. The fd stays readable while more remain. */
-TB_API size_t tb_drain_finished(tb_handle *out, size_t max);
+/* Moves up to `max` jobs whose progress or state changed since the last drain
+ * into `out` and returns how many, in the order of their first change. Each
+ * job appears at most once per drain (coalesced: a job that moved three steps
+ * shows once), with its state and progress as they are now; a finish is never
+ * lost, even right after a step. Changes are: a step done, queued -> running,
+ * and finishing (succeeded, failed, cancelled). Freed jobs are left out. The
+ * fd stays readable while more remain. */
+TB_API size_t tb_drain_changes(tb_change *out, size_t max);
 
 #ifdef __cplusplus
 }

@@ -44,8 +44,8 @@ bool fd_readable(int fd, int timeout_ms) {
 }
 
 void drain_all(void) {
-    tb_handle buf[256];
-    while (tb_drain_finished(buf, 256) > 0) {
+    tb_change buf[256];
+    while (tb_drain_changes(buf, 256) > 0) {
     }
 }
 

@@ -52,7 +52,7 @@ tb_handle submit(const char *json);
 /* Polls until the job finishes or timeout_ms passes; returns the last status. */
 tb_status wait_finished(tb_handle h, int timeout_ms, char *text, size_t textcap);
 bool fd_readable(int fd, int timeout_ms);
-/* Drains everything pending, so a test starts with a quiet fd. */
+/* Drains every pending change, so a test starts with a quiet fd. */
 void drain_all(void);
 long worker_cores(void); /* the library's worker count: one per core, at most 64 */
 

@@ -254,8 +254,8 @@ static void *hammer(void *arg) {
         case 1: rc = tb_poll(h, &st, NULL, 0, e, sizeof e); break;
         case 2: rc = tb_cancel(h, e, sizeof e); break;
         case 3: {
-            tb_handle buf[16];
-            tb_drain_finished(buf, 16);
+            tb_change buf[16];
+            tb_drain_changes(buf, 16);
             break;
         }
         default:
