@@ -151,11 +151,14 @@ async def test_event_loop_stays_responsive_under_a_thousand_jobs(
         done.set()
 
     assert len(lag_s) > 50
-    # A blocking call would show in most samples; one scheduler hiccup of this noisy
-    # 2-core box shows in one. So: the 95th percentile tight, the worst one loose.
+    # A blocking call would show in most samples; the other processes of this shared
+    # 2-core box show in a few (p95 17-22 ms measured with 1-step jobs, no progress at
+    # all). So: the median tight, the 95th percentile looser, the worst one loose.
     lag_s.sort()
+    p50_s = lag_s[len(lag_s) // 2]
     p95_s = lag_s[int(len(lag_s) * 0.95)]
-    assert p95_s < 0.02, f"p95 loop lag {p95_s * 1000:.1f} ms"
+    assert p50_s < 0.005, f"median loop lag {p50_s * 1000:.1f} ms"
+    assert p95_s < 0.05, f"p95 loop lag {p95_s * 1000:.1f} ms"
     assert lag_s[-1] < 0.5, f"max loop lag {lag_s[-1] * 1000:.1f} ms"
 
 
