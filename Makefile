@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: venv install dev run test lint chaos clib clib-test clean bench-deps bench bench-quick
+.PHONY: venv install dev run test lint sync-client chaos clib clib-test clean bench-deps bench bench-quick
 
 venv:
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ lint: dev
 	$(BIN)/ruff check app tests setup.py bench
 	$(BIN)/ruff format --check app tests setup.py bench
 	$(BIN)/mypy app
+	$(BIN)/python app/client/generate_sync.py --check
+
+# The sync client is generated from the async one (unasync): edit app/client/_async only.
+sync-client: dev
+	$(BIN)/python app/client/generate_sync.py
 
 chaos: dev
 	$(BIN)/python -m pytest -m chaos tests/chaos $(PYTEST_ARGS)

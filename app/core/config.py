@@ -55,10 +55,17 @@ class Settings(BaseSettings):
     heartbeat_interval_s: float = Field(
         default=2.0, gt=0, description="seconds between two heartbeats of a replica"
     )
+    stale_after_intervals: int = Field(
+        default=3,
+        ge=2,
+        description="silent heartbeat intervals that end a replica's lease (unless "
+        "TASKBEAT_LEASE_S is set) and make `taskbeat heartbeats` flag its tasks stale",
+    )
     lease_s: float | None = Field(
         default=None,
         gt=0,
-        description="seconds a replica owns its tasks without beating; default 3 heartbeats",
+        description="seconds a replica owns its tasks without beating; "
+        "default TASKBEAT_STALE_AFTER_INTERVALS heartbeats",
     )
     task_timeout_s: int = Field(default=3600, ge=1, description="default timeout of a task")
     max_timeout_s: int = Field(default=86400, ge=1, description="largest timeout_s a task may ask")
@@ -111,8 +118,11 @@ class Settings(BaseSettings):
 
     @property
     def lease_duration_s(self) -> float:
-        """How long a replica's ownership of its tasks lasts without a heartbeat."""
-        return self.lease_s if self.lease_s is not None else 3 * self.heartbeat_interval_s
+        """How long a replica's ownership of its tasks lasts without a heartbeat: the service
+        then moves its tasks on, and `taskbeat heartbeats` flags them stale."""
+        if self.lease_s is not None:
+            return self.lease_s
+        return self.stale_after_intervals * self.heartbeat_interval_s
 
     @property
     def sqlite_path(self) -> Path | None:

@@ -1,27 +1,30 @@
 """`taskbeat heartbeats`: the health monitor's view, read straight from Redis (no API).
 
-Lists the running tasks with the age of their last heartbeat and their replica, flags
-those silent for more than 3 heartbeat intervals as STALE, and exits like a Nagios or
-Kubernetes check: 0 healthy, 2 some task stale, 3 Redis unreachable (or not configured).
+Lists the running tasks with the age of their last heartbeat and their replica, and flags
+as STALE those silent for longer than a replica's lease (TASKBEAT_LEASE_S, by default
+TASKBEAT_STALE_AFTER_INTERVALS heartbeat intervals): just when the service itself moves
+them on. Exits like a Nagios or Kubernetes check: 0 healthy, 2 some task stale, 3 Redis
+unreachable (or not configured).
 """
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
-from app.cli_output import print_table
+from app.cli.exits import EXIT_OK, EXIT_STALE, EXIT_UNREACHABLE
+from app.cli.output import emit_json, print_table
 from app.core.config import Settings
 from app.runner.keys import RedisKeys
 
-EXIT_OK, EXIT_STALE, EXIT_UNREACHABLE = 0, 2, 3
-STALE_AFTER_INTERVALS = 3
+if TYPE_CHECKING:
+    from app.cli.api import SubCommands
+
 # Heartbeats are stored in whole seconds: the true beat lies within a second after the score.
 BEAT_RESOLUTION_S = 1.0
 REDIS_TIMEOUT_S = 3.0
@@ -64,6 +67,14 @@ def read_beats(client: "redis.Redis", keys: RedisKeys, *, stale_after_s: float) 
             )
         )
     return sorted(found, key=lambda task: task.heartbeat_at)
+
+
+def stale_after_s(settings: Settings, interval_s: float | None) -> float:
+    """How long a task may go without a beat: the replica's lease, as the service counts it
+    (`--interval-s` stands in for TASKBEAT_HEARTBEAT_INTERVAL_S)."""
+    if interval_s is not None:
+        settings = settings.model_copy(update={"heartbeat_interval_s": interval_s})
+    return settings.lease_duration_s
 
 
 def _print_human(beats: list[TaskBeat]) -> None:
@@ -113,8 +124,7 @@ def heartbeats(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_UNREACHABLE
-    interval_s = args.interval_s or settings.heartbeat_interval_s
-    stale_after_s = STALE_AFTER_INTERVALS * interval_s
+    limit_s = stale_after_s(settings, args.interval_s)
     keys = RedisKeys(args.redis_prefix if args.redis_prefix is not None else settings.redis_prefix)
     client = redis.Redis.from_url(
         redis_url,
@@ -123,28 +133,28 @@ def heartbeats(args: argparse.Namespace) -> int:
         socket_timeout=REDIS_TIMEOUT_S,
     )
     try:
-        beats = read_beats(client, keys, stale_after_s=stale_after_s)
+        beats = read_beats(client, keys, stale_after_s=limit_s)
     except (RedisError, OSError) as exc:
         print(f"UNKNOWN: cannot read Redis: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
     finally:
         client.close()
-    summary = _summary(beats, stale_after_s)
+    summary = _summary(beats, limit_s)
     if args.json:
         body: dict[str, Any] = {
             "ok": not any(b.stale for b in beats),
-            "stale_after_s": stale_after_s,
+            "stale_after_s": limit_s,
             "tasks": [asdict(b) for b in beats],
             "summary": summary,
         }
-        print(json.dumps(body, indent=2))
+        emit_json(body)
     else:
         _print_human(beats)
         print(summary)
     return EXIT_STALE if any(b.stale for b in beats) else EXIT_OK
 
 
-def add_command(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def add_command(commands: "SubCommands") -> None:
     """Adds `heartbeats` to the `taskbeat` parser."""
     parser = commands.add_parser(
         "heartbeats",
@@ -157,7 +167,8 @@ def add_command(commands: "argparse._SubParsersAction[argparse.ArgumentParser]")
     parser.add_argument(
         "--interval-s",
         type=float,
-        help="heartbeat interval (default TASKBEAT_HEARTBEAT_INTERVAL_S)",
+        help="heartbeat interval (default TASKBEAT_HEARTBEAT_INTERVAL_S), for a lease of "
+        "TASKBEAT_STALE_AFTER_INTERVALS of them when TASKBEAT_LEASE_S is unset",
     )
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
     parser.set_defaults(handler=heartbeats)

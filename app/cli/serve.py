@@ -1,17 +1,21 @@
-"""The `taskbeat` console script."""
+"""`taskbeat serve` and `taskbeat migrate`: the service itself, and its database schema."""
 
 import argparse
 import contextlib
 import logging
 import sys
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from app import cli_heartbeats, cli_tasks
 from app.core.config import Settings
 
+<<<<<<< HEAD:app/cli.py
 EXIT_REPLICA_FAILED = 1
+=======
+if TYPE_CHECKING:
+    from app.cli.api import SubCommands
+>>>>>>> h-client:app/cli/serve.py
 
 
 def _settings() -> Settings:
@@ -70,26 +74,11 @@ def migrate(_: argparse.Namespace) -> None:
     upgrade_to_head(_settings().database_url)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="taskbeat", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+def add_commands(commands: "SubCommands") -> None:
+    """Adds `serve` and `migrate` to the `taskbeat` parser."""
     serve_parser = commands.add_parser("serve", help="run the service (migrates first)")
     serve_parser.add_argument("--host", help="address to bind (default TASKBEAT_HOST)")
     serve_parser.add_argument("--port", type=int, help="port to bind (default TASKBEAT_PORT)")
     serve_parser.set_defaults(handler=serve)
     migrate_parser = commands.add_parser("migrate", help="bring the database schema up to date")
     migrate_parser.set_defaults(handler=migrate)
-    cli_tasks.add_commands(commands)
-    cli_heartbeats.add_command(commands)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    exit_status = args.handler(args)
-    if exit_status:
-        sys.exit(exit_status)
-
-
-if __name__ == "__main__":
-    main()
