@@ -4,6 +4,8 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from importlib import metadata
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -51,8 +53,31 @@ def migrate(_: argparse.Namespace) -> None:
     upgrade_to_head(_settings().database_url)
 
 
+def version_text() -> str:
+    """The package's version and the API version of the C library it loads."""
+    from app.native import NativeError, load_library
+
+    try:
+        library = f"C library API {load_library().version}"
+    except NativeError as exc:
+        library = f"C library unavailable: {exc}"
+    return f"taskbeat {metadata.version('taskbeat')} ({library})"
+
+
+class _PrintVersion(argparse.Action):
+    """`--version`, computed only when asked: it loads the C library."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the versions and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        print(version_text())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="taskbeat", description=__doc__)
+    parser.add_argument("--version", action=_PrintVersion)
     commands = parser.add_subparsers(dest="command", required=True)
     serve_parser = commands.add_parser("serve", help="run the service (migrates first)")
     serve_parser.add_argument("--host", help="address to bind (default TASKBEAT_HOST)")

@@ -1,17 +1,21 @@
 """Applies the Alembic migrations (blocking: call from a worker thread in async code)."""
 
+from importlib import resources
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 
-# Shipped inside the package, so a plain `pip install .` can migrate too.
-MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
+
+def migrations_dir() -> Path:
+    """The scripts of the `app.migrations` package wherever it was installed or bundled
+    (a source tree, a wheel, the one-file build): Alembic reads them as files."""
+    return Path(str(resources.files("app.migrations").joinpath("env.py"))).parent
 
 
 def alembic_config(database_url: str) -> Config:
     config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("script_location", str(migrations_dir()))
     config.attributes["database_url"] = database_url
     config.attributes["configure_logging"] = False
     return config

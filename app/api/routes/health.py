@@ -30,4 +30,6 @@ async def readyz(context: ContextDep) -> JSONResponse:
     checks["runner"] = "ok" if context.runner.accepting else "not accepting"
     ready = all(value == "ok" for value in checks.values())
     body = {"status": "ready" if ready else "not ready", "replica": context.replica_id, **checks}
+    if context.embedded_redis_url is not None:
+        body["embedded_redis"] = context.embedded_redis_url
     return JSONResponse(body, status_code=200 if ready else 503)
