@@ -2,6 +2,7 @@
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from importlib import metadata
@@ -10,6 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from app import cli_heartbeats, cli_tasks
+from app.client import DEFAULT_URL
 from app.core.config import Settings
 
 
@@ -53,6 +55,19 @@ def migrate(_: argparse.Namespace) -> None:
     upgrade_to_head(_settings().database_url)
 
 
+def health(args: argparse.Namespace) -> int:
+    """Exit 0 when the service answers /healthz (a container's HEALTHCHECK), else 3."""
+    import httpx
+
+    try:
+        answer = httpx.get(f"{args.url.rstrip('/')}/healthz", timeout=3)
+    except httpx.HTTPError as exc:
+        print(f"taskbeat: cannot reach {args.url}: {exc}", file=sys.stderr)
+        return 3
+    print(answer.text)
+    return 0 if answer.status_code == 200 else 3
+
+
 def version_text() -> str:
     """The package's version and the API version of the C library it loads."""
     from app.native import NativeError, load_library
@@ -85,6 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser.set_defaults(handler=serve)
     migrate_parser = commands.add_parser("migrate", help="bring the database schema up to date")
     migrate_parser.set_defaults(handler=migrate)
+    health_parser = commands.add_parser("health", help="exit 0 if the service answers /healthz")
+    health_parser.add_argument(
+        "--url",
+        default=os.environ.get("TASKBEAT_URL", DEFAULT_URL),
+        help="the service (default TASKBEAT_URL or %(default)s)",
+    )
+    health_parser.set_defaults(handler=health)
     cli_tasks.add_commands(commands)
     cli_heartbeats.add_command(commands)
     return parser
