@@ -1,21 +1,22 @@
-"""`taskbeat serve` and `taskbeat migrate`: the service itself, and its database schema."""
+"""`taskbeat serve`, `migrate` and `health`: the service itself, its schema, its liveness."""
 
 import argparse
 import contextlib
 import logging
+import os
 import sys
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
+from app.cli.exits import EXIT_OK, EXIT_UNREACHABLE
+from app.client import DEFAULT_URL
 from app.core.config import Settings
 
-<<<<<<< HEAD:app/cli.py
-EXIT_REPLICA_FAILED = 1
-=======
 if TYPE_CHECKING:
     from app.cli.api import SubCommands
->>>>>>> h-client:app/cli/serve.py
+
+EXIT_REPLICA_FAILED = 1
 
 
 def _settings() -> Settings:
@@ -74,6 +75,19 @@ def migrate(_: argparse.Namespace) -> None:
     upgrade_to_head(_settings().database_url)
 
 
+def health(args: argparse.Namespace) -> int:
+    """Exit 0 when the service answers /healthz (a container's HEALTHCHECK), else 3."""
+    import httpx
+
+    try:
+        answer = httpx.get(f"{args.url.rstrip('/')}/healthz", timeout=3)
+    except httpx.HTTPError as exc:
+        print(f"taskbeat: cannot reach {args.url}: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    print(answer.text)
+    return EXIT_OK if answer.status_code == 200 else EXIT_UNREACHABLE
+
+
 def add_commands(commands: "SubCommands") -> None:
     """Adds `serve` and `migrate` to the `taskbeat` parser."""
     serve_parser = commands.add_parser("serve", help="run the service (migrates first)")
@@ -82,3 +96,10 @@ def add_commands(commands: "SubCommands") -> None:
     serve_parser.set_defaults(handler=serve)
     migrate_parser = commands.add_parser("migrate", help="bring the database schema up to date")
     migrate_parser.set_defaults(handler=migrate)
+    health_parser = commands.add_parser("health", help="exit 0 if the service answers /healthz")
+    health_parser.add_argument(
+        "--url",
+        default=os.environ.get("TASKBEAT_URL", DEFAULT_URL),
+        help="the service (default TASKBEAT_URL or %(default)s)",
+    )
+    health_parser.set_defaults(handler=health)

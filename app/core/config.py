@@ -42,7 +42,14 @@ class Settings(BaseSettings):
     )
     redis_url: str | None = Field(
         default=None,
-        description="redis://host:port/db; unset starts an embedded redis-server child process",
+        description="redis://host:port/db, rediss:// (TLS) or "
+        "redis+sentinel://host:26379,host2:26379/service/db; unset starts an embedded "
+        "redis-server child process",
+    )
+    embedded_redis_socket: Path | None = Field(
+        default=None,
+        description="unix socket of the embedded redis-server; default redis.sock beside the "
+        "SQLite file (var/redis.sock)",
     )
     redis_prefix: str = Field(default="taskbeat:", description="prefix of every Redis key")
     host: str = Field(default="127.0.0.1", description="address `taskbeat serve` binds")
@@ -131,6 +138,14 @@ class Settings(BaseSettings):
             return None
         path = self.database_url.split("///", 1)[-1]
         return None if path in ("", ":memory:") else Path(path)
+
+    @property
+    def embedded_redis_socket_path(self) -> Path:
+        """Where the embedded redis-server listens, so that monitors on the machine find it."""
+        if self.embedded_redis_socket is not None:
+            return self.embedded_redis_socket.absolute()
+        beside = self.sqlite_path.parent if self.sqlite_path is not None else Path("var")
+        return (beside / "redis.sock").absolute()
 
 
 @lru_cache
