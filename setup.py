@@ -1,20 +1,26 @@
 """Builds the C algorithm library (clib/) as a plain shared library.
 
 It is a ctypes library, not a Python extension: no Python C-API, no PyInit_
-symbol, no libpython link. It lands at app/native/libtaskbeat_alg.so (or
-.dylib on macOS), where app.native.load_library() finds it through package
-resources, for `pip install .`, `pip install -e .` and
-`python setup.py build_ext --inplace` alike. Everything else is in pyproject.toml.
+symbol, no libpython link. It lands at app/native/libtaskbeat_alg.so, where
+app.native.load_library() finds it through package resources, for
+`pip install .`, `pip install -e .` and `python setup.py build_ext --inplace`
+alike. The library is Linux only (clib/README.md says why). Everything else is
+in pyproject.toml.
 """
 
-import sys
 import sysconfig
+from pathlib import Path
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 LIBRARY_MODULE = "app.native.libtaskbeat_alg"
-LIBRARY_SUFFIX = ".dylib" if sys.platform == "darwin" else ".so"
+LIBRARY_SUFFIX = ".so"
+CLIB = Path("clib")
+
+# The library is every .c and .h directly in clib/ (its tests live in clib/tests/).
+SOURCES = sorted(str(path) for path in CLIB.glob("*.c"))
+HEADERS = sorted(str(path) for path in CLIB.glob("*.h"))
 
 
 class BuildPlainSharedLibrary(build_ext):
@@ -39,9 +45,9 @@ setup(
     ext_modules=[
         Extension(
             LIBRARY_MODULE,
-            sources=["clib/taskbeat_alg.c"],
-            depends=["clib/taskbeat_alg.h"],
-            extra_compile_args=["-std=c11", "-O2", "-pthread", "-fvisibility=default"],
+            sources=SOURCES,
+            depends=HEADERS,
+            extra_compile_args=["-std=c11", "-O2", "-pthread", "-fvisibility=hidden"],
             extra_link_args=["-pthread"],
         )
     ],

@@ -50,17 +50,24 @@ class ReplicaContext:
     updates: UpdateHub
     watch: TaskWatcher
     callbacks: CallbackReceiver
+    # unix://… of the embedded redis-server; None when TASKBEAT_REDIS_URL names a Redis
+    embedded_redis_url: str | None = None
 
 
 async def _redis_url(settings: Settings, stack: AsyncExitStack) -> str:
     if settings.redis_url:
         return settings.redis_url
-    embedded = EmbeddedRedis()
+    embedded = EmbeddedRedis(settings.embedded_redis_socket_path)
     # Forked here, on the event loop's thread, not on a worker thread: the child's
     # parent-death signal fires when the thread that forked it exits.
     embedded.launch()
     await anyio.to_thread.run_sync(embedded.wait_ready)
     stack.push_async_callback(anyio.to_thread.run_sync, embedded.stop)
+    log.info(
+        "embedded Redis at %s (read it with `taskbeat heartbeats` here, or redis-cli -s %s)",
+        embedded.url,
+        embedded.socket_path,
+    )
     return embedded.url
 
 
@@ -73,7 +80,8 @@ async def running_replica(settings: Settings) -> AsyncIterator[ReplicaContext]:
         db = Database(settings.database_url)
         stack.push_async_callback(db.dispose)
         store = TaskStore(db)
-        redis_client = create_client(await _redis_url(settings, stack))
+        redis_url = await _redis_url(settings, stack)
+        redis_client = create_client(redis_url)
         stack.push_async_callback(redis_client.aclose)
         live = LiveState(redis_client, RedisKeys(settings.redis_prefix), replica_id)
 
@@ -127,6 +135,7 @@ async def running_replica(settings: Settings) -> AsyncIterator[ReplicaContext]:
                     updates,
                     watch,
                     callbacks,
+                    embedded_redis_url=None if settings.redis_url else redis_url,
                 )
             finally:
                 with anyio.CancelScope(shield=True):

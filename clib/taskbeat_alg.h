@@ -5,8 +5,8 @@
  * handle at once; the job runs on the library's own threads (one timer thread
  * for sleeping jobs, a worker pool for CPU-burning "spin" jobs). The caller
  * polls, cancels and frees by handle, and waits on tb_notify_fd(): it becomes
- * readable when some job reaches a finished state, and tb_drain_finished()
- * says which.
+ * readable when some job's progress or state changed, and tb_drain_changes()
+ * says which jobs, with their state and progress.
  *
  * Threading: every function may be called from any thread at any time; each
  * holds one internal mutex briefly and never sleeps or waits on a job.
@@ -26,8 +26,11 @@
 extern "C" {
 #endif
 
+/* The library exports these functions only (it is built with -fvisibility=hidden). */
+#define TB_API __attribute__((visibility("default")))
+
 /* Bumped whenever a signature or struct below changes; callers check it. */
-#define TB_API_VERSION 1
+#define TB_API_VERSION 2
 
 /* Largest accepted input document, in bytes. */
 #define TB_MAX_INPUT_BYTES 65536
@@ -58,57 +61,69 @@ typedef struct tb_status {
     uint64_t text_len; /* bytes of the job's text (finished jobs), 0 otherwise */
 } tb_status;
 
+/* One changed job, as tb_drain_changes() reports it. */
+typedef struct tb_change {
+    tb_handle handle;
+    int32_t state;     /* a tb_state, as it is at the drain */
+    int32_t progress;  /* 0..100, as it is at the drain */
+} tb_change;
+
 /* TB_API_VERSION of the built library. */
-int tb_version(void);
+TB_API int tb_version(void);
 
 /* Starts the threads and the notify fd. Optional: every other call does it
  * on first use. Safe to call again. */
-int tb_init(char *err, size_t errlen);
+TB_API int tb_init(char *err, size_t errlen);
 
 /* Cancels and frees every job, joins the threads, closes the notify fd.
  * Every outstanding handle becomes invalid. The next call starts afresh.
  * Must not race with other calls (meant for tests and process teardown). */
-void tb_shutdown(void);
+TB_API void tb_shutdown(void);
 
 /* Checks `input` (len bytes of JSON; need not be NUL-terminated) exactly as
  * tb_submit does, without starting anything. */
-int tb_validate(const char *input, size_t len, char *err, size_t errlen);
+TB_API int tb_validate(const char *input, size_t len, char *err, size_t errlen);
 
 /* Starts a job from `input` and stores its handle in *out_handle. The job
  * belongs to the caller until tb_free(). */
-int tb_submit(const char *input, size_t len, tb_handle *out_handle,
-              char *err, size_t errlen);
+TB_API int tb_submit(const char *input, size_t len, tb_handle *out_handle,
+                     char *err, size_t errlen);
 
 /* Reads the job's status into *out. For a finished job the text (output or
  * error) is copied into `text` (textcap bytes, NUL-terminated, truncated to
  * fit; may be NULL/0) and its full length is out->text_len: when it did not
  * fit, call tb_read_text() with a larger buffer. Returns TB_EPOLL while
  * injected poll errors remain (each poll consumes one). */
-int tb_poll(tb_handle handle, tb_status *out, char *text, size_t textcap,
-            char *err, size_t errlen);
+TB_API int tb_poll(tb_handle handle, tb_status *out, char *text, size_t textcap,
+                   char *err, size_t errlen);
 
 /* Copies a finished job's text into `text` (textcap bytes, NUL-terminated,
  * truncated to fit) and its full length into *out_len. Not subject to
  * poll_errors. TB_ESTATE if the job has not finished. */
-int tb_read_text(tb_handle handle, char *text, size_t textcap,
-                 uint64_t *out_len, char *err, size_t errlen);
+TB_API int tb_read_text(tb_handle handle, char *text, size_t textcap,
+                        uint64_t *out_len, char *err, size_t errlen);
 
 /* Stops the job: it reports TB_CANCELLED at once (a spin job's worker stops
  * within about a millisecond). A no-op for a finished job. */
-int tb_cancel(tb_handle handle, char *err, size_t errlen);
+TB_API int tb_cancel(tb_handle handle, char *err, size_t errlen);
 
 /* Releases the job, cancelling it first if it is still running. The handle
  * is invalid afterwards; freeing it again returns TB_EHANDLE. */
-int tb_free(tb_handle handle, char *err, size_t errlen);
+TB_API int tb_free(tb_handle handle, char *err, size_t errlen);
 
-/* Stores in *out_fd a file descriptor that is readable while finished jobs
- * wait to be drained. The library owns it: never read, write or close it. */
-int tb_notify_fd(int *out_fd, char *err, size_t errlen);
+/* Stores in *out_fd a file descriptor (an eventfd) that is readable while
+ * changed jobs wait to be drained. The library owns it: never read, write or
+ * close it. */
+TB_API int tb_notify_fd(int *out_fd, char *err, size_t errlen);
 
-/* Moves up to `max` handles of jobs that finished since the last drain into
- * `out` (oldest first) and returns how many. Handles freed meanwhile are
- * skipped. The fd stays readable while more remain. */
-size_t tb_drain_finished(tb_handle *out, size_t max);
+/* Moves up to `max` jobs whose progress or state changed since the last drain
+ * into `out` and returns how many, in the order of their first change. Each
+ * job appears at most once per drain (coalesced: a job that moved three steps
+ * shows once), with its state and progress as they are now; a finish is never
+ * lost, even right after a step. Changes are: a step done, queued -> running,
+ * and finishing (succeeded, failed, cancelled). Freed jobs are left out. The
+ * fd stays readable while more remain. */
+TB_API size_t tb_drain_changes(tb_change *out, size_t max);
 
 #ifdef __cplusplus
 }

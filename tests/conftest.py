@@ -139,7 +139,9 @@ async def client(app_client: AppClient) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-def serve_env(database_url: str, session_redis_url: str, redis_prefix: str) -> dict[str, str]:
+def serve_env(
+    database_url: str, session_redis_url: str, redis_prefix: str, tmp_path: Path
+) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TASKBEAT_")}
     env.update({f"TASKBEAT_{key.upper()}": str(value) for key, value in FAST.items()})
     env.update(
@@ -147,6 +149,8 @@ def serve_env(database_url: str, session_redis_url: str, redis_prefix: str) -> d
         TASKBEAT_REDIS_URL=session_redis_url,
         TASKBEAT_REDIS_PREFIX=redis_prefix,
         TASKBEAT_LOG_LEVEL="info",
+        # where a test that empties TASKBEAT_REDIS_URL gets its embedded Redis
+        TASKBEAT_EMBEDDED_REDIS_SOCKET=str(tmp_path / "redis.sock"),
     )
     return env
 

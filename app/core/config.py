@@ -42,7 +42,14 @@ class Settings(BaseSettings):
     )
     redis_url: str | None = Field(
         default=None,
-        description="redis://host:port/db; unset starts an embedded redis-server child process",
+        description="redis://host:port/db, rediss:// (TLS) or "
+        "redis+sentinel://host:26379,host2:26379/service/db; unset starts an embedded "
+        "redis-server child process",
+    )
+    embedded_redis_socket: Path | None = Field(
+        default=None,
+        description="unix socket of the embedded redis-server; default redis.sock beside the "
+        "SQLite file (var/redis.sock)",
     )
     redis_prefix: str = Field(default="taskbeat:", description="prefix of every Redis key")
     host: str = Field(default="127.0.0.1", description="address `taskbeat serve` binds")
@@ -55,10 +62,17 @@ class Settings(BaseSettings):
     heartbeat_interval_s: float = Field(
         default=2.0, gt=0, description="seconds between two heartbeats of a replica"
     )
+    stale_after_intervals: int = Field(
+        default=3,
+        ge=2,
+        description="silent heartbeat intervals that end a replica's lease (unless "
+        "TASKBEAT_LEASE_S is set) and make `taskbeat heartbeats` flag its tasks stale",
+    )
     lease_s: float | None = Field(
         default=None,
         gt=0,
-        description="seconds a replica owns its tasks without beating; default 3 heartbeats",
+        description="seconds a replica owns its tasks without beating; "
+        "default TASKBEAT_STALE_AFTER_INTERVALS heartbeats",
     )
     task_timeout_s: int = Field(default=3600, ge=1, description="default timeout of a task")
     max_timeout_s: int = Field(default=86400, ge=1, description="largest timeout_s a task may ask")
@@ -111,8 +125,11 @@ class Settings(BaseSettings):
 
     @property
     def lease_duration_s(self) -> float:
-        """How long a replica's ownership of its tasks lasts without a heartbeat."""
-        return self.lease_s if self.lease_s is not None else 3 * self.heartbeat_interval_s
+        """How long a replica's ownership of its tasks lasts without a heartbeat: the service
+        then moves its tasks on, and `taskbeat heartbeats` flags them stale."""
+        if self.lease_s is not None:
+            return self.lease_s
+        return self.stale_after_intervals * self.heartbeat_interval_s
 
     @property
     def sqlite_path(self) -> Path | None:
@@ -121,6 +138,14 @@ class Settings(BaseSettings):
             return None
         path = self.database_url.split("///", 1)[-1]
         return None if path in ("", ":memory:") else Path(path)
+
+    @property
+    def embedded_redis_socket_path(self) -> Path:
+        """Where the embedded redis-server listens, so that monitors on the machine find it."""
+        if self.embedded_redis_socket is not None:
+            return self.embedded_redis_socket.absolute()
+        beside = self.sqlite_path.parent if self.sqlite_path is not None else Path("var")
+        return (beside / "redis.sock").absolute()
 
 
 @lru_cache

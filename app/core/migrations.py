@@ -1,26 +1,21 @@
 """Applies the Alembic migrations (blocking: call from a worker thread in async code)."""
 
-import importlib.util
+from importlib import resources
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 
-# The repository's top-level alembic/ folder, for a checkout that was never installed.
-SOURCE_TREE_MIGRATIONS = Path(__file__).resolve().parents[2] / "alembic"
 
-
-def migrations_folder() -> Path:
-    """The Alembic scripts: the package app.migrations once installed (editable or not)."""
-    spec = importlib.util.find_spec("app.migrations")
-    if spec is not None and spec.submodule_search_locations:
-        return Path(next(iter(spec.submodule_search_locations)))
-    return SOURCE_TREE_MIGRATIONS
+def migrations_dir() -> Path:
+    """The scripts of the `app.migrations` package wherever it was installed or bundled
+    (a source tree, a wheel, the one-file build): Alembic reads them as files."""
+    return Path(str(resources.files("app.migrations").joinpath("env.py"))).parent
 
 
 def alembic_config(database_url: str) -> Config:
     config = Config()
-    config.set_main_option("script_location", str(migrations_folder()))
+    config.set_main_option("script_location", str(migrations_dir()))
     config.attributes["database_url"] = database_url
     config.attributes["configure_logging"] = False
     return config

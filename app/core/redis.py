@@ -2,13 +2,21 @@
 
 import logging
 import shutil
+import socket
 import subprocess
+import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
 
+import redis
 import redis.asyncio as aioredis
+import redis.sentinel
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -35,19 +43,42 @@ def find_redis_server() -> str:
     return found
 
 
+def _find_setpriv() -> str | None:
+    # The one-file build carries its own (`make dist`): the machine it runs on may have none.
+    bundled = Path(getattr(sys, "_MEIPASS", "/nonexistent")) / "bin" / "setpriv"
+    return str(bundled) if bundled.is_file() else shutil.which("setpriv")
+
+
 def _die_with_parent(command: list[str]) -> list[str]:
     """`command` run through util-linux `setpriv --pdeathsig SIGTERM`, which sets the
     parent-death signal and execs it in place (same pid), so the kernel stops it when the
     service dies, even by SIGKILL or the OOM killer; `command` unchanged without setpriv."""
-    setpriv = shutil.which("setpriv")
+    setpriv = _find_setpriv()
     if setpriv is None:
         log.debug("setpriv not on PATH: the embedded redis-server will outlive a killed service")
         return command
     return [setpriv, "--pdeathsig", "SIGTERM", "--", *command]
 
 
+# A unix socket's path must fit in sockaddr_un.sun_path (108 bytes with its NUL).
+MAX_SOCKET_PATH_BYTES = 107
+
+
+def _answers(socket_path: Path) -> bool:
+    """Whether something accepts connections on the unix socket `socket_path`."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(str(socket_path))
+        except OSError:
+            return False
+        return True
+
+
 class EmbeddedRedis:
-    """A private redis-server listening on a unix socket in a temporary directory.
+    """A redis-server child listening only on a unix socket that only its owner may use:
+    at `socket_path` (a known address, for monitors on the machine), else in a temporary
+    directory.
 
     `launch()` must run on a thread that lives as long as the server (the event loop's
     thread), never on a worker thread: Linux sends the parent-death signal when the
@@ -55,10 +86,28 @@ class EmbeddedRedis:
     any thread. `start()` is both, for blocking code on the main thread.
     """
 
-    def __init__(self) -> None:
-        self._dir = tempfile.TemporaryDirectory(prefix="taskbeat-redis-")
-        self.socket_path = Path(self._dir.name) / "redis.sock"
+    def __init__(self, socket_path: Path | None = None) -> None:
+        self._temporary_dir: tempfile.TemporaryDirectory[str] | None = None
+        if socket_path is None:
+            self._temporary_dir = tempfile.TemporaryDirectory(prefix="taskbeat-redis-")
+            socket_path = Path(self._temporary_dir.name) / "redis.sock"
+        self.socket_path = socket_path.absolute()
         self._process: subprocess.Popen[bytes] | None = None
+
+    def _claim_socket_path(self) -> None:
+        """Makes the socket's directory; refuses a socket another server answers on."""
+        if len(str(self.socket_path).encode()) > MAX_SOCKET_PATH_BYTES:
+            raise RuntimeError(
+                f"embedded Redis socket path {self.socket_path} is longer than "
+                f"{MAX_SOCKET_PATH_BYTES} bytes: set a shorter TASKBEAT_EMBEDDED_REDIS_SOCKET"
+            )
+        self.socket_path.parent.mkdir(parents=True, exist_ok=True)
+        if _answers(self.socket_path):
+            raise RuntimeError(
+                f"another server already listens on {self.socket_path} (a second "
+                "`taskbeat serve` here?): stop it, or set TASKBEAT_EMBEDDED_REDIS_SOCKET"
+            )
+        self.socket_path.unlink(missing_ok=True)  # left by a server that was killed
 
     @property
     def url(self) -> str:
@@ -70,6 +119,7 @@ class EmbeddedRedis:
 
     def launch(self) -> None:
         """Forks redis-server (returns at once); the calling thread must outlive it."""
+        self._claim_socket_path()
         command = [
             find_redis_server(),
             "--port", "0",
@@ -77,7 +127,7 @@ class EmbeddedRedis:
             "--unixsocketperm", "700",
             "--save", "",
             "--appendonly", "no",
-            "--dir", self._dir.name,
+            "--dir", str(self.socket_path.parent),
             "--loglevel", "warning",
         ]  # fmt: skip
         self._process = subprocess.Popen(
@@ -115,23 +165,97 @@ class EmbeddedRedis:
         if self._process is not None and self._process.stderr is not None:
             self._process.stderr.close()
         self._process = None
-        self._dir.cleanup()
+        if self._temporary_dir is not None:
+            self._temporary_dir.cleanup()
+
+
+SENTINEL_SCHEME = "redis+sentinel://"
+
+
+@dataclass(frozen=True, slots=True)
+class SentinelTarget:
+    """A `redis+sentinel://[:password@]host:port[,host:port...]/service[/db]` URL, parsed."""
+
+    sentinels: list[tuple[str, int]]
+    service: str
+    db: int
+    password: str | None
+
+    @classmethod
+    def parse(cls, url: str) -> "SentinelTarget":
+        rest = url.removeprefix(SENTINEL_SCHEME)
+        credentials, _, rest = rest.rpartition("@")
+        hosts, _, path = rest.partition("/")
+        service, _, db = path.strip("/").partition("/")
+        if not hosts or not service:
+            raise ValueError(f"want {SENTINEL_SCHEME}host:port[,host:port]/service[/db]: {url}")
+        sentinels = []
+        for host_port in hosts.split(","):
+            host, _, port = host_port.rpartition(":")
+            sentinels.append((host or host_port, int(port) if host else 26379))
+        password = unquote(credentials.partition(":")[2]) or None if credentials else None
+        return cls(sentinels, service, int(db or 0), password)
+
+
+_CLIENT_OPTIONS: dict[str, Any] = {
+    "decode_responses": True,
+    "socket_timeout": 5,
+    "socket_connect_timeout": 5,
+    "health_check_interval": 30,
+}
+
+
+def _sentinel_client(url: str) -> "aioredis.Redis":
+    target = SentinelTarget.parse(url)
+    sentinel = AsyncSentinel(  # type: ignore[no-untyped-call]
+        target.sentinels, sentinel_kwargs={"socket_timeout": 2, "socket_connect_timeout": 2}
+    )
+    # The master's connections ask the sentinels again after a failover; a command that
+    # met the old master (gone, or now a read-only replica) is retried on the new one.
+    master: aioredis.Redis = sentinel.master_for(
+        target.service,
+        db=target.db,
+        password=target.password,
+        max_connections=64,
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.1), retries=8),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        **_CLIENT_OPTIONS,
+    )
+    return master
+
+
+def create_sync_client(url: str, *, timeout_s: float) -> "redis.Redis":
+    """A blocking client for a command-line check: redis://, rediss://, unix:// or Sentinel."""
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        "socket_timeout": timeout_s,
+        "socket_connect_timeout": timeout_s,
+    }
+    if not url.startswith(SENTINEL_SCHEME):
+        return redis.Redis.from_url(url, **options)
+    target = SentinelTarget.parse(url)
+    sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+        target.sentinels, sentinel_kwargs=options
+    )
+    master: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+        target.service, db=target.db, password=target.password, **options
+    )
+    return master
 
 
 def create_client(url: str) -> "aioredis.Redis":
     """An async client with bounded timeouts, so a lost Redis never hangs a caller. Its
     pool makes a caller wait (up to 5 s) for a free connection rather than fail when many
     runs end at once; a command on a pooled connection that died (a Redis restart) is
-    retried on a new one."""
+    retried on a new one. A `redis+sentinel://` URL follows the master through failovers."""
+    if url.startswith(SENTINEL_SCHEME):
+        return _sentinel_client(url)
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
-        decode_responses=True,
-        socket_timeout=5,
-        socket_connect_timeout=5,
-        health_check_interval=30,
         max_connections=64,
         timeout=5,
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        **_CLIENT_OPTIONS,
     )
     return aioredis.Redis.from_pool(pool)  # closing the client closes its pool

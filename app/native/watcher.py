@@ -1,25 +1,38 @@
-"""Wakes coroutines when their native job finishes (from the library's notify fd) or when
-their wait runs out, with one timer for all waits instead of one per wait."""
+"""Wakes coroutines when their native job changes (from the library's notify fd: a step
+done, a start, a finish) or when their wait runs out, with one timer for all waits."""
 
 import heapq
 import itertools
 import math
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import anyio
 import anyio.abc
 
-from app.native._lib import NativeLibrary
+from app.native._lib import JobChange, NativeLibrary
+
+
+@dataclass(eq=False, slots=True)
+class _Wait:
+    """One coroutine waiting on one handle; `change` is what woke it (None: time ran out)."""
+
+    handle: int
+    finish_only: bool
+    event: anyio.Event = field(default_factory=anyio.Event)
+    change: JobChange | None = None
 
 
 class JobWatcher:
-    """Turns the library's "some job finished" fd into a per-handle anyio.Event.
+    """Turns the library's "some job changed" fd into per-handle wake-ups.
 
+    `wait_finished` wakes on the job's finish only; `wait_changed` on any change of it
+    (progress or state), returning the change; `latest` reads the last change drained.
     Draining is destructive, so a process has one watcher per library (`for_library`);
     every replica in the process starts `run`, and one of them at a time reads the fd
-    (the next takes over when it stops). Finishes are recorded even for handles nobody
+    (the next takes over when it stops). Changes are recorded even for handles nobody
     waits on yet, so a wait that starts after the job finished returns at once; forget()
-    drops the record before free().
+    drops the record (and ends its waits) before free().
 
     Wait deadlines sit in one heap that the reader also serves: thousands of runs waiting
     for their next poll cost one timer, not a cancel scope and a loop timer each.
@@ -29,11 +42,11 @@ class JobWatcher:
 
     def __init__(self, lib: NativeLibrary) -> None:
         self._lib = lib
-        self._finished: set[int] = set()
-        self._events: dict[int, anyio.Event] = {}
+        self._latest: dict[int, JobChange] = {}
+        self._waits: dict[int, list[_Wait]] = {}
         self._reader = anyio.Lock()
-        # (deadline, tie-breaker, handle, event); stale entries are skipped when due.
-        self._deadlines: list[tuple[float, int, int, anyio.Event]] = []
+        # (deadline, tie-breaker, wait); entries of waits already woken are skipped.
+        self._deadlines: list[tuple[float, int, _Wait]] = []
         self._order = itertools.count()
         self._sleep: anyio.CancelScope | None = None
         self._sleep_until = math.inf
@@ -49,7 +62,7 @@ class JobWatcher:
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        """Drains finished jobs whenever the fd is readable and ends waits that ran out;
+        """Drains changed jobs whenever the fd is readable and ends waits that ran out;
         runs until cancelled."""
         fd = self._lib.notify_fd()
         task_status.started()
@@ -62,38 +75,80 @@ class JobWatcher:
                     await anyio.wait_readable(fd)
 
     def _dispatch(self) -> None:
-        for handle in self._lib.drain_finished():
-            self._finished.add(handle)
-            event = self._events.pop(handle, None)
-            if event is not None:
-                event.set()
+        latest, waits_by_handle = self._latest, self._waits  # locals: this runs per step
+        for change in self._lib.drain_changes():
+            latest[change.handle] = change
+            waits = waits_by_handle.get(change.handle)
+            if waits is not None:
+                self._wake(change, waits)
+
+    def _wake(self, change: JobChange, waits: list[_Wait]) -> None:
+        finished = change.state.finished
+        still_waiting = []
+        for wait in waits:
+            if wait.finish_only and not finished:
+                still_waiting.append(wait)
+            else:
+                wait.change = change
+                wait.event.set()
+        if still_waiting:
+            self._waits[change.handle] = still_waiting
+        else:
+            del self._waits[change.handle]
 
     def _expire(self, now: float) -> None:
         while self._deadlines and self._deadlines[0][0] <= now:
-            _, _, handle, event = heapq.heappop(self._deadlines)
-            if self._events.get(handle) is event:  # else it was woken, or forgotten
-                del self._events[handle]
-                event.set()
+            _, _, wait = heapq.heappop(self._deadlines)
+            self._drop(wait)
+            wait.event.set()
+
+    def _drop(self, wait: _Wait) -> None:
+        waits = self._waits.get(wait.handle)
+        if waits is not None and wait in waits:
+            waits.remove(wait)
+            if not waits:
+                del self._waits[wait.handle]
+
+    async def _wait(self, handle: int, timeout_s: float, *, finish_only: bool) -> JobChange | None:
+        wait = _Wait(handle, finish_only)
+        self._waits.setdefault(handle, []).append(wait)
+        deadline = anyio.current_time() + timeout_s
+        heapq.heappush(self._deadlines, (deadline, next(self._order), wait))
+        if deadline < self._sleep_until and self._sleep is not None:
+            self._sleep.cancel()  # the reader sleeps too long for this wait: re-arm it
+        try:
+            await wait.event.wait()
+        finally:
+            self._drop(wait)  # cancelled while waiting: nobody is left to wake
+        return wait.change
 
     async def wait_finished(self, handle: int, timeout_s: float) -> bool:
         """True as soon as the job finished (also if it already had), False after timeout_s."""
-        if handle in self._finished:
+        if self.finished(handle):
             return True
-        event = self._events.get(handle)
-        if event is None:
-            event = self._events[handle] = anyio.Event()
-        deadline = anyio.current_time() + timeout_s
-        heapq.heappush(self._deadlines, (deadline, next(self._order), handle, event))
-        if deadline < self._sleep_until and self._sleep is not None:
-            self._sleep.cancel()  # the reader sleeps too long for this wait: re-arm it
-        await event.wait()
-        return handle in self._finished
+        change = await self._wait(handle, timeout_s, finish_only=True)
+        return change is not None
+
+    async def wait_changed(self, handle: int, timeout_s: float) -> JobChange | None:
+        """The job's next change (a step done, its start, its finish) as soon as it is
+        drained; at once if the job already finished; None after timeout_s."""
+        latest = self._latest.get(handle)
+        if latest is not None and latest.state.finished:
+            return latest
+        return await self._wait(handle, timeout_s, finish_only=False)
+
+    def latest(self, handle: int) -> JobChange | None:
+        """The job's last change drained (None if none since it started or was forgotten)."""
+        return self._latest.get(handle)
 
     def finished(self, handle: int) -> bool:
         """Whether the watcher has seen the job finish (without waiting)."""
-        return handle in self._finished
+        latest = self._latest.get(handle)
+        return latest is not None and latest.state.finished
 
     def forget(self, handle: int) -> None:
-        """Drops any record of the handle; call right before freeing it."""
-        self._finished.discard(handle)
-        self._events.pop(handle, None)
+        """Drops any record of the handle and ends its waits (as timed out); call right
+        before freeing it."""
+        self._latest.pop(handle, None)
+        for wait in self._waits.pop(handle, []):
+            wait.event.set()

@@ -1,8 +1,9 @@
 """The ctypes binding against the real C library: every path the switches drive."""
 
 import json
+import select
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import pytest
 
@@ -11,6 +12,7 @@ from app.native import (
     MAX_INPUT_BYTES,
     InvalidHandleError,
     InvalidInputError,
+    JobChange,
     JobState,
     JobStatus,
     NativeLibrary,
@@ -217,12 +219,68 @@ def test_long_unicode_output_arrives_whole(lib: NativeLibrary, submit: Submit) -
     assert status.output == output
 
 
-def test_drain_finished_reports_finished_jobs_once(lib: NativeLibrary, submit: Submit) -> None:
-    lib.drain_finished()  # whatever earlier tests left
+def drain_mine(lib: NativeLibrary, handles: Iterable[int]) -> list[JobChange]:
+    """The changes of `handles` one drain returns (jobs other tests left may change too)."""
+    mine = set(handles)
+    return [change for change in lib.drain_changes() if change.handle in mine]
+
+
+def test_drain_changes_reports_each_finished_job_once(lib: NativeLibrary, submit: Submit) -> None:
+    lib.drain_changes()  # whatever earlier tests left
     handles = [submit('{"duration_ms": 0}') for _ in range(1500)]
 
-    drained = lib.drain_finished()
+    drained = drain_mine(lib, handles)
 
-    mine = set(handles)  # jobs other tests left running may finish meanwhile
-    assert [handle for handle in drained if handle in mine] == handles
-    assert not mine & set(lib.drain_finished())
+    assert drained == [JobChange(handle, JobState.SUCCEEDED, 100) for handle in handles]
+    assert drain_mine(lib, handles) == []
+
+
+def test_steps_since_the_last_drain_come_as_one_change(lib: NativeLibrary, submit: Submit) -> None:
+    handle = submit(json.dumps({"duration_ms": 100, "steps": 10, "hang": True}))
+    time.sleep(0.3)  # nine steps done, none drained
+
+    assert drain_mine(lib, [handle]) == [JobChange(handle, JobState.RUNNING, 90)]
+    lib.cancel(handle)
+    assert drain_mine(lib, [handle]) == [JobChange(handle, JobState.CANCELLED, 90)]
+
+
+@pytest.mark.parametrize(
+    ("switches", "change"),
+    [
+        ({"steps": 2}, (JobState.SUCCEEDED, 100)),
+        ({"steps": 4, "fail_at_step": 4}, (JobState.FAILED, 75)),
+    ],
+)
+def test_a_finish_right_after_a_step_is_drained(
+    lib: NativeLibrary, submit: Submit, switches: dict[str, int], change: tuple[JobState, int]
+) -> None:
+    handle = submit(json.dumps({"duration_ms": 40, **switches}))
+    time.sleep(0.15)
+
+    assert drain_mine(lib, [handle]) == [JobChange(handle, *change)]
+
+
+def test_ten_thousand_jobs_of_ten_steps_drain_without_loss(
+    lib: NativeLibrary, submit: Submit
+) -> None:
+    lib.drain_changes()
+    handles = [submit(json.dumps({"duration_ms": 200 + k * 37 % 300})) for k in range(10_000)]
+    seen: dict[int, list[JobChange]] = {handle: [] for handle in handles}
+    unfinished = set(handles)
+    readable = select.poll()
+    readable.register(lib.notify_fd(), select.POLLIN)
+    deadline = time.monotonic() + 20
+    while unfinished and time.monotonic() < deadline:
+        readable.poll(100)
+        for change in drain_mine(lib, seen):
+            seen[change.handle].append(change)
+            if change.state.finished:
+                unfinished.discard(change.handle)
+
+    assert not unfinished
+    for handle, changes in seen.items():
+        progress = [change.progress for change in changes]
+        assert progress == sorted(set(progress)), (handle, changes)  # each change moved on
+        assert len(changes) <= 10  # coalesced: at most one per step
+        assert changes[-1] == JobChange(handle, JobState.SUCCEEDED, 100)
+        assert not any(change.state.finished for change in changes[:-1])

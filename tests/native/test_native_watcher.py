@@ -8,7 +8,7 @@ from collections.abc import Callable
 import anyio
 import pytest
 
-from app.native import JobState, JobWatcher, NativeLibrary
+from app.native import JobChange, JobState, JobWatcher, NativeLibrary
 
 Submit = Callable[[str], int]
 
@@ -151,9 +151,100 @@ async def test_event_loop_stays_responsive_under_a_thousand_jobs(
         done.set()
 
     assert len(lag_s) > 50
-    # A blocking call would show in most samples; one scheduler hiccup of this noisy
-    # 2-core box shows in one. So: the 95th percentile tight, the worst one loose.
+    # A blocking call would show in most samples; the other processes of this shared
+    # 2-core box show in a few (p95 17-22 ms measured with 1-step jobs, no progress at
+    # all). So: the median tight, the 95th percentile looser, the worst one loose.
     lag_s.sort()
+    p50_s = lag_s[len(lag_s) // 2]
     p95_s = lag_s[int(len(lag_s) * 0.95)]
-    assert p95_s < 0.02, f"p95 loop lag {p95_s * 1000:.1f} ms"
+    assert p50_s < 0.005, f"median loop lag {p50_s * 1000:.1f} ms"
+    assert p95_s < 0.05, f"p95 loop lag {p95_s * 1000:.1f} ms"
     assert lag_s[-1] < 0.5, f"max loop lag {lag_s[-1] * 1000:.1f} ms"
+
+
+async def test_wait_changed_returns_every_step_soon_after_it(
+    watcher: JobWatcher, submit: Submit
+) -> None:
+    started = time.monotonic()
+    handle = submit(json.dumps({"duration_ms": 1000, "steps": 10}))
+    progress: list[int] = []
+    late_s: list[float] = []
+
+    with anyio.fail_after(5):
+        while not watcher.finished(handle):
+            change = await watcher.wait_changed(handle, timeout_s=1)
+            assert change is not None
+            assert change.handle == handle
+            assert watcher.latest(handle) == change
+            progress.append(change.progress)
+            late_s.append(time.monotonic() - started - change.progress / 100)
+
+    assert progress == sorted(set(progress))
+    assert len(progress) >= 8  # a step every 100 ms: coalescing merges few, if any
+    assert progress[-1] == 100
+    assert watcher.latest(handle) == JobChange(handle, JobState.SUCCEEDED, 100)
+    late_s.sort()
+    assert late_s[len(late_s) // 2] < 0.05, f"median delivery {late_s}"
+    assert late_s[-1] < 0.5, f"worst delivery {late_s}"
+
+
+async def test_wait_changed_returns_a_finish_at_once(watcher: JobWatcher, submit: Submit) -> None:
+    handle = submit(json.dumps({"duration_ms": 0}))
+    assert await watcher.wait_finished(handle, timeout_s=5)
+
+    started = time.monotonic()
+    change = await watcher.wait_changed(handle, timeout_s=5)
+
+    assert change == JobChange(handle, JobState.SUCCEEDED, 100)
+    assert time.monotonic() - started < 0.05
+
+
+async def test_wait_changed_times_out_and_forget_ends_it(
+    watcher: JobWatcher, lib: NativeLibrary
+) -> None:
+    handle = lib.submit(json.dumps({"duration_ms": 100, "steps": 2, "hang": True}))
+    await anyio.sleep(0.2)  # the one step it takes is drained
+    assert watcher.latest(handle) == JobChange(handle, JobState.RUNNING, 50)
+
+    assert await watcher.wait_changed(handle, timeout_s=0.1) is None
+
+    async with anyio.create_task_group() as tg:
+
+        async def forget_soon() -> None:
+            await anyio.sleep(0.05)
+            watcher.forget(handle)
+            lib.free(handle)
+
+        tg.start_soon(forget_soon)
+        started = time.monotonic()
+        assert await watcher.wait_changed(handle, timeout_s=30) is None
+        assert time.monotonic() - started < 1
+    assert watcher.latest(handle) is None
+
+
+async def test_a_thousand_jobs_of_ten_steps_deliver_every_finish_in_order(
+    watcher: JobWatcher, submit: Submit
+) -> None:
+    rng = random.Random(11)
+    seen: dict[int, list[JobChange]] = {}
+
+    async def follow(handle: int) -> None:
+        changes = seen[handle] = []
+        while not changes or not changes[-1].state.finished:
+            change = await watcher.wait_changed(handle, timeout_s=10)
+            assert change is not None, handle
+            changes.append(change)
+
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            for _ in range(1000):
+                handle = submit(json.dumps({"duration_ms": rng.randrange(500, 1000)}))
+                tg.start_soon(follow, handle)
+
+    assert len(seen) == 1000
+    for handle, changes in seen.items():
+        progress = [change.progress for change in changes]
+        assert progress == sorted(set(progress)), handle
+        assert changes[-1] == JobChange(handle, JobState.SUCCEEDED, 100)
+    # Steps are 50-100 ms apart: most of them reach their waiter one by one.
+    assert sum(len(changes) for changes in seen.values()) > 5 * 1000

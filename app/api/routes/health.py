@@ -54,6 +54,8 @@ async def readyz(context: ContextDep) -> JSONResponse:
     checks["runner"] = "ok" if context.runner.accepting else "not accepting"
     failing = [f"{name}: {value}" for name, value in checks.items() if value != "ok"]
     body = {"status": "not ready" if failing else "ready", "replica": context.replica_id, **checks}
+    if context.embedded_redis_url is not None:
+        body["embedded_redis"] = context.embedded_redis_url
     if failing:
         body["error"] = {"code": "not_ready", "message": "; ".join(failing)}
     return JSONResponse(body, status_code=503 if failing else 200)

@@ -1,27 +1,38 @@
 """`taskbeat heartbeats`: the health monitor's view, read straight from Redis (no API).
 
-Lists the running tasks with the age of their last heartbeat and their replica, flags
-those silent for more than 3 heartbeat intervals as STALE, and exits like a Nagios or
-Kubernetes check: 0 healthy, 2 some task stale, 3 Redis unreachable (or not configured).
+Lists the running tasks with the age of their last heartbeat and their replica, and flags
+as STALE those silent for longer than a replica's lease (TASKBEAT_LEASE_S, by default
+TASKBEAT_STALE_AFTER_INTERVALS heartbeat intervals): just when the service itself moves
+them on. Exits like a Nagios or Kubernetes check: 0 healthy, 2 some task stale, 3 Redis
+unreachable (or not configured).
+
+With no TASKBEAT_REDIS_URL it reads the embedded Redis of a `taskbeat serve` run from the
+same directory, at its socket beside the SQLite file (var/redis.sock). When that service
+is gone, the tasks the database still shows as running have no heartbeat at all: stale.
 """
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import redis
 from pydantic import ValidationError
 from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
 
-from app.cli_output import print_table
+from app.cli.exits import EXIT_OK, EXIT_STALE, EXIT_UNREACHABLE
+from app.cli.output import emit_json, print_table
 from app.core.config import Settings
+from app.core.redis import create_sync_client
 from app.live.keys import RedisKeys
+from app.store.offline import running_task_ids
 
-EXIT_OK, EXIT_STALE, EXIT_UNREACHABLE = 0, 2, 3
-STALE_AFTER_INTERVALS = 3
+if TYPE_CHECKING:
+    from app.cli.api import SubCommands
+
 # Heartbeats are stored in whole seconds: the true beat lies within a second after the score.
 BEAT_RESOLUTION_S = 1.0
 REDIS_TIMEOUT_S = 3.0
@@ -66,6 +77,14 @@ def read_beats(client: "redis.Redis", keys: RedisKeys, *, stale_after_s: float) 
     return sorted(found, key=lambda task: task.heartbeat_at)
 
 
+def stale_after_s(settings: Settings, interval_s: float | None) -> float:
+    """How long a task may go without a beat: the replica's lease, as the service counts it
+    (`--interval-s` stands in for TASKBEAT_HEARTBEAT_INTERVAL_S)."""
+    if interval_s is not None:
+        settings = settings.model_copy(update={"heartbeat_interval_s": interval_s})
+    return settings.lease_duration_s
+
+
 def _print_human(beats: list[TaskBeat]) -> None:
     if not beats:
         return
@@ -105,46 +124,70 @@ def heartbeats(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         print(f"UNKNOWN: bad configuration: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
+    limit_s = stale_after_s(settings, args.interval_s)
     redis_url = args.redis_url or settings.redis_url
     if not redis_url:
-        print(
-            "UNKNOWN: no Redis to read: set TASKBEAT_REDIS_URL or --redis-url "
-            "(the embedded Redis of `taskbeat serve` is private to it)",
-            file=sys.stderr,
-        )
-        return EXIT_UNREACHABLE
-    interval_s = args.interval_s or settings.heartbeat_interval_s
-    stale_after_s = STALE_AFTER_INTERVALS * interval_s
+        embedded_socket = settings.embedded_redis_socket_path
+        if not embedded_socket.exists():
+            return _without_service(settings, embedded_socket, limit_s, as_json=args.json)
+        redis_url = f"unix://{embedded_socket}"
     keys = RedisKeys(args.redis_prefix if args.redis_prefix is not None else settings.redis_prefix)
-    client = redis.Redis.from_url(
-        redis_url,
-        decode_responses=True,
-        socket_connect_timeout=REDIS_TIMEOUT_S,
-        socket_timeout=REDIS_TIMEOUT_S,
-    )
+    client = create_sync_client(redis_url, timeout_s=REDIS_TIMEOUT_S)
     try:
-        beats = read_beats(client, keys, stale_after_s=stale_after_s)
+        beats = read_beats(client, keys, stale_after_s=limit_s)
     except (RedisError, OSError) as exc:
-        print(f"UNKNOWN: cannot read Redis: {exc}", file=sys.stderr)
+        print(f"UNKNOWN: cannot read Redis at {redis_url}: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
     finally:
         client.close()
-    summary = _summary(beats, stale_after_s)
-    if args.json:
+    return _report(beats, limit_s, as_json=args.json)
+
+
+def _without_service(
+    settings: Settings, embedded_socket: Path, stale_after_s: float, *, as_json: bool
+) -> int:
+    """No embedded Redis here: the SQLite store tells whether a service died mid-run."""
+    database = settings.sqlite_path
+    try:
+        orphaned = running_task_ids(settings) if database and database.exists() else []
+    except SQLAlchemyError:
+        orphaned = []  # not migrated yet: nothing ever ran here
+    if not orphaned:
+        print(
+            f"UNKNOWN: no Redis to read: no `taskbeat serve` is running here ({embedded_socket} "
+            "is absent); set TASKBEAT_REDIS_URL or --redis-url for a shared Redis",
+            file=sys.stderr,
+        )
+        return EXIT_UNREACHABLE
+    summary = (
+        f"STALE: no `taskbeat serve` is running here ({embedded_socket} is absent), and "
+        f"{_tasks(len(orphaned))} it left running have no heartbeat: {', '.join(orphaned)}"
+    )
+    if as_json:
+        body = {"ok": False, "stale_after_s": stale_after_s, "orphaned": orphaned}
+        emit_json({**body, "summary": summary})
+    else:
+        print(summary)
+    return EXIT_STALE
+
+
+def _report(beats: list[TaskBeat], limit_s: float, *, as_json: bool) -> int:
+    summary = _summary(beats, limit_s)
+    if as_json:
         body: dict[str, Any] = {
             "ok": not any(b.stale for b in beats),
-            "stale_after_s": stale_after_s,
+            "stale_after_s": limit_s,
             "tasks": [asdict(b) for b in beats],
             "summary": summary,
         }
-        print(json.dumps(body, indent=2))
+        emit_json(body)
     else:
         _print_human(beats)
         print(summary)
     return EXIT_STALE if any(b.stale for b in beats) else EXIT_OK
 
 
-def add_command(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def add_command(commands: "SubCommands") -> None:
     """Adds `heartbeats` to the `taskbeat` parser."""
     parser = commands.add_parser(
         "heartbeats",
@@ -157,7 +200,8 @@ def add_command(commands: "argparse._SubParsersAction[argparse.ArgumentParser]")
     parser.add_argument(
         "--interval-s",
         type=float,
-        help="heartbeat interval (default TASKBEAT_HEARTBEAT_INTERVAL_S)",
+        help="heartbeat interval (default TASKBEAT_HEARTBEAT_INTERVAL_S), for a lease of "
+        "TASKBEAT_STALE_AFTER_INTERVALS of them when TASKBEAT_LEASE_S is unset",
     )
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
     parser.set_defaults(handler=heartbeats)

@@ -7,11 +7,10 @@ from serve_process import free_port
 
 from app.client import (
     AsyncTaskbeatClient,
-    SSEParser,
     TaskbeatAPIError,
     TaskbeatClient,
+    TaskbeatClientError,
     TaskbeatConnectionError,
-    parse_sse,
 )
 from app.domain.models import TaskStatus
 
@@ -21,34 +20,6 @@ pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 @pytest.fixture
 def server(start_server: Any) -> Any:
     return start_server()
-
-
-def test_sse_parser_follows_the_event_stream_format() -> None:
-    lines = [
-        ": keep-alive",
-        "id: 7",
-        "event: progress",
-        'data: {"progress":',
-        "data:  40}",
-        "",
-        "",  # a blank line with nothing pending dispatches nothing
-        "data: not json",
-        "",
-        "event: status",
-        "data: [1]",
-        "",
-        "event: dropped at the end without a blank line",
-    ]
-    events = list(parse_sse(lines))
-    assert [(e.event, e.id, e.data) for e in events] == [
-        ("progress", "7", {"progress": 40}),
-        ("message", "7", {"text": "not json"}),
-        ("status", "7", {"value": [1]}),
-    ]
-    parser = SSEParser()
-    assert parser.feed("id: a\0b") is None
-    assert parser.feed("data:{}") is None
-    assert parser.feed("") == events[0].__class__(event="message", data={}, id=None)
 
 
 def test_sync_client_create_wait_list_cancel(server: Any) -> None:
@@ -94,9 +65,11 @@ def test_sync_client_errors(server: Any) -> None:
         assert (invalid.value.status_code, invalid.value.code) == (422, "invalid_request")
     with (
         TaskbeatClient(f"http://127.0.0.1:{free_port()}") as client,
-        pytest.raises(TaskbeatConnectionError, match="cannot reach taskbeat"),
+        pytest.raises(TaskbeatConnectionError, match="cannot reach taskbeat") as unreachable,
     ):
         client.stats()
+    assert isinstance(unreachable.value, TaskbeatClientError)
+    assert isinstance(missing.value, TaskbeatClientError)
 
 
 def test_sync_stream_ends_with_the_final_status(server: Any) -> None:

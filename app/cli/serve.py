@@ -1,15 +1,20 @@
-"""The `taskbeat` console script."""
+"""`taskbeat serve`, `migrate` and `health`: the service itself, its schema, its liveness."""
 
 import argparse
 import contextlib
 import logging
+import os
 import sys
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from app import cli_heartbeats, cli_tasks
+from app.cli.exits import EXIT_OK, EXIT_UNREACHABLE
+from app.client import DEFAULT_URL
 from app.core.config import Settings
+
+if TYPE_CHECKING:
+    from app.cli.api import SubCommands
 
 EXIT_REPLICA_FAILED = 1
 
@@ -70,26 +75,31 @@ def migrate(_: argparse.Namespace) -> None:
     upgrade_to_head(_settings().database_url)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="taskbeat", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+def health(args: argparse.Namespace) -> int:
+    """Exit 0 when the service answers /healthz (a container's HEALTHCHECK), else 3."""
+    import httpx
+
+    try:
+        answer = httpx.get(f"{args.url.rstrip('/')}/healthz", timeout=3)
+    except httpx.HTTPError as exc:
+        print(f"taskbeat: cannot reach {args.url}: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    print(answer.text)
+    return EXIT_OK if answer.status_code == 200 else EXIT_UNREACHABLE
+
+
+def add_commands(commands: "SubCommands") -> None:
+    """Adds `serve` and `migrate` to the `taskbeat` parser."""
     serve_parser = commands.add_parser("serve", help="run the service (migrates first)")
     serve_parser.add_argument("--host", help="address to bind (default TASKBEAT_HOST)")
     serve_parser.add_argument("--port", type=int, help="port to bind (default TASKBEAT_PORT)")
     serve_parser.set_defaults(handler=serve)
     migrate_parser = commands.add_parser("migrate", help="bring the database schema up to date")
     migrate_parser.set_defaults(handler=migrate)
-    cli_tasks.add_commands(commands)
-    cli_heartbeats.add_command(commands)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    exit_status = args.handler(args)
-    if exit_status:
-        sys.exit(exit_status)
-
-
-if __name__ == "__main__":
-    main()
+    health_parser = commands.add_parser("health", help="exit 0 if the service answers /healthz")
+    health_parser.add_argument(
+        "--url",
+        default=os.environ.get("TASKBEAT_URL", DEFAULT_URL),
+        help="the service (default TASKBEAT_URL or %(default)s)",
+    )
+    health_parser.set_defaults(handler=health)

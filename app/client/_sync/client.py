@@ -1,0 +1,123 @@
+# Generated from app/client/_async/client.py by `make sync-client` (unasync): edit that.
+"""The client class, written once: this file (app/client/_async) is the async one, and
+app/client/_sync is generated from it by unasync (`make sync-client`; `make lint` checks).
+
+Each call builds its request and reads its answer with app.client.wire; only the I/O is here.
+"""
+
+import builtins
+import time
+from collections.abc import Iterator
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+from httpx_sse import connect_sse
+
+from app.client import wire
+from app.client.wire import DEFAULT_URL, LONG_POLL_S, MIN_WAIT_S, TaskStreamEvent
+from app.domain.models import TaskPage, TaskPublic, TaskStatus
+
+
+class TaskbeatClient:
+    """A client of one taskbeat service; use it as a context manager, or close it."""
+
+    def __init__(self, base_url: str = DEFAULT_URL, *, timeout_s: float = 10.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise wire.connection_error(self.base_url, exc) from exc
+
+    def create(
+        self, algorithm: str, input: dict[str, Any] | None = None, timeout_s: int | None = None
+    ) -> TaskPublic:
+        """Creates a task; it runs at once (or when a slot frees) on the server."""
+        body = wire.create_body(algorithm, input, timeout_s)
+        return wire.parse_task(self._request("POST", "/v1/tasks", json=body))
+
+    def get(self, task_id: str) -> TaskPublic:
+        return wire.parse_task(self._request("GET", f"/v1/tasks/{task_id}"))
+
+    def list(
+        self,
+        *,
+        status: TaskStatus | str | None = None,
+        algorithm: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> TaskPage:
+        """One page of tasks, newest first."""
+        params = wire.list_params(status, algorithm, limit, cursor)
+        return wire.parse_page(self._request("GET", "/v1/tasks", params=params))
+
+    def iter_tasks(
+        self,
+        *,
+        status: TaskStatus | str | None = None,
+        algorithm: str | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[TaskPublic]:
+        """Every task, newest first, fetching page after page."""
+        cursor: str | None = None
+        while True:
+            page = self.list(status=status, algorithm=algorithm, limit=page_size, cursor=cursor)
+            yield from page.items
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def cancel(self, task_id: str) -> TaskPublic:
+        return wire.parse_task(self._request("POST", f"/v1/tasks/{task_id}/cancel"))
+
+    def stats(self) -> dict[str, Any]:
+        return dict(wire.parse_json(self._request("GET", "/v1/stats")))
+
+    def algorithms(self) -> builtins.list[dict[str, Any]]:
+        return list(wire.parse_json(self._request("GET", "/v1/algorithms"))["items"])
+
+    def wait(self, task_id: str, timeout_s: float = 60.0) -> TaskPublic:
+        """The task once finished, or as it is when `timeout_s` has passed: long-polls
+        `/wait`, at most LONG_POLL_S per request."""
+        deadline = time.monotonic() + timeout_s
+        while (remaining_s := deadline - time.monotonic()) >= MIN_WAIT_S:
+            poll = wire.wait_request(min(remaining_s, LONG_POLL_S))
+            task = wire.parse_task(self._request("GET", f"/v1/tasks/{task_id}/wait", **poll))
+            if wire.is_finished(task):
+                return task
+        return self.get(task_id)
+
+    def stream(self, task_id: str, *, timeout_s: float | None = None) -> Iterator[TaskStreamEvent]:
+        """The task's `status` and `progress` events until it finishes (the server then
+        closes the stream) or `timeout_s` has passed."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        path, timeout = f"/v1/tasks/{task_id}/events", wire.stream_timeout(timeout_s)
+        try:
+            with connect_sse(self._http, "GET", path, timeout=timeout) as source:
+                if not source.response.is_success:
+                    source.response.read()
+                    wire.raise_for_error(source.response)
+                for sse in source.iter_sse():
+                    if (event := wire.stream_event(sse)) is not None:
+                        yield event
+                    if deadline is not None and time.monotonic() >= deadline:
+                        return
+        except httpx.ReadTimeout:
+            if deadline is None:
+                raise
+        except httpx.TransportError as exc:
+            raise wire.connection_error(self.base_url, exc) from exc
