@@ -7,10 +7,18 @@ from alembic import command
 from alembic.config import Config
 
 
+# The repository's top-level alembic/ folder: an editable install cannot map a package
+# without __init__.py (app.migrations) into the source tree, so it reads them from here.
+SOURCE_TREE_MIGRATIONS = Path(__file__).resolve().parents[2] / "alembic"
+
+
 def migrations_dir() -> Path:
     """The scripts of the `app.migrations` package wherever it was installed or bundled
-    (a source tree, a wheel, the one-file build): Alembic reads them as files."""
-    return Path(str(resources.files("app.migrations").joinpath("env.py"))).parent
+    (a wheel, the one-file build), else the source tree's alembic/: Alembic reads files."""
+    try:
+        return Path(str(resources.files("app.migrations").joinpath("env.py"))).parent
+    except ModuleNotFoundError:
+        return SOURCE_TREE_MIGRATIONS
 
 
 def alembic_config(database_url: str) -> Config:
