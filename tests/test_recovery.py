@@ -12,7 +12,6 @@ from sqlalchemy import text
 
 from app.domain.models import StoredTask, TaskStatus, new_task_id, utcnow
 from app.runner import sweeper as recovery
-from app.store import TaskStore
 
 pytestmark = pytest.mark.anyio
 
@@ -23,10 +22,10 @@ DEAD = "dead-replica-1"
 async def orphan(client: httpx.AsyncClient, *, lease_s: float | None = -5, **fields: object) -> str:
     """A task row as a replica that died mid-run leaves it: owner gone, its lease lapsed
     `-lease_s` seconds ago (lease_s None: it never had one)."""
-    db = client.app.state.context.db  # type: ignore[attr-defined]
+    store = client.app.state.context.store  # type: ignore[attr-defined]
     if lease_s is not None:
         lease_until = utcnow() + timedelta(seconds=lease_s)
-        await TaskStore(db).renew_lease(replica_id=DEAD, lease_until=lease_until)
+        await store.renew_lease(replica_id=DEAD, lease_until=lease_until)
     values: dict[str, object] = {
         "task_id": new_task_id(),
         "algorithm": "hello",
@@ -40,7 +39,7 @@ async def orphan(client: httpx.AsyncClient, *, lease_s: float | None = -5, **fie
     }
     values.update(fields)
     task = StoredTask.model_validate(values)
-    await TaskStore(db).insert_task(task=task)
+    await store.insert_task(task=task)
     return task.task_id
 
 
@@ -89,11 +88,11 @@ async def test_the_transition_log_shows_a_rerun_finishing_once(
 ) -> None:
     task_id = await orphan(client)
     await wait_for(client, task_id)
-    db = client.app.state.context.db  # type: ignore[attr-defined]
+    store = client.app.state.context.store  # type: ignore[attr-defined]
     replica = client.app.state.context.replica_id  # type: ignore[attr-defined]
     history = [
         (e.from_status, e.to_status, e.replica, e.attempt)
-        for e in await TaskStore(db).task_history(task_id=task_id)
+        for e in await store.task_history(task_id=task_id)
     ]
     assert history == [
         (None, "running", DEAD, 1),

@@ -28,6 +28,7 @@ async def test_concurrent_lookups_share_one_read_and_each_gets_its_own_task(
         return await plain_read(work)
 
     db.read = counted_read  # type: ignore[method-assign]
+    store = TaskStore(db)
     try:
         known = [
             StoredTask(
@@ -41,12 +42,12 @@ async def test_concurrent_lookups_share_one_read_and_each_gets_its_own_task(
             for n in range(40)
         ]
         for task in known:
-            await TaskStore(db).insert_task(task=task)
+            await store.insert_task(task=task)
         asked = [task.task_id for task in known] + ["no-such-task"] * 10
         found: dict[int, StoredTask | None] = {}
 
         async def look_up(index: int) -> None:
-            found[index] = await TaskStore(db).get_task(task_id=asked[index])
+            found[index] = await store.get_task(task_id=asked[index])
 
         async with anyio.create_task_group() as tg:
             for index in range(len(asked)):
