@@ -12,7 +12,7 @@ from app.core import strict_json
 from app.domain.errors import InvalidCursor, InvalidRequest, Unauthorized
 from app.domain.models import StoredTask, TaskStatus, is_task_id, new_task_id
 from app.service.callbacks import parse_signature_header, sign, verify_signature
-from app.store import decode_cursor, encode_cursor
+from app.store.cursors import decode_cursor, encode_cursor
 
 TASK_ID = "0b8e3f7e-8d3a-4c55-9d6c-2f1f1c8f0a11"
 HEX = "ab" * 32

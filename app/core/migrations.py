@@ -6,7 +6,6 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-
 # The repository's top-level alembic/ folder: an editable install cannot map a package
 # without __init__.py (app.migrations) into the source tree, so it reads them from here.
 SOURCE_TREE_MIGRATIONS = Path(__file__).resolve().parents[2] / "alembic"
