@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import httpx
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -49,6 +50,16 @@ async def serve(app: ASGIApp, port: int | None = None) -> AsyncIterator[str]:
             yield f"http://127.0.0.1:{port}"
         finally:
             server.should_exit = True
+
+
+@asynccontextmanager
+async def over_http(client: httpx.AsyncClient) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the app behind `client` (an app_client) through a real HTTP server."""
+    async with (
+        serve(client.app) as url,  # type: ignore[attr-defined]
+        httpx.AsyncClient(base_url=url, timeout=15) as http,
+    ):
+        yield http
 
 
 class _NoSignals:

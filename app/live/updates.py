@@ -198,9 +198,14 @@ class UpdateHub:
         self.outbox.put([Update(task_id, STATUS, status.value, attempt, progress, self.replica_id)])
 
     def progress_changed(self, task_id: str, attempt: int, progress: int) -> None:
+        """Hands a progress move to this replica's waiters at once, from memory, and to the
+        other replicas' through the channel (the echo here is a duplicate waiters skip)."""
         self._published_progress[task_id] = (attempt, progress)
         running = TaskStatus.RUNNING.value
-        self.outbox.put([Update(task_id, PROGRESS, running, attempt, progress, self.replica_id)])
+        update = Update(task_id, PROGRESS, running, attempt, progress, self.replica_id)
+        if task_id in self._subscriptions:
+            self._dispatch(update)
+        self.outbox.put([update])
 
     def publish_progress(self, running: Mapping[str, tuple[int, int]]) -> None:
         """Publishes the progress of the runs (task_id -> (attempt, progress)) that moved

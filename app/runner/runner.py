@@ -277,9 +277,12 @@ class Runner:
                 delay_s = retry_delay_s(failures_in_a_row, interval_s)
             else:
                 failures_in_a_row = 0
-                run.progress = status.progress
                 if status.state.finished:
+                    run.progress = status.progress
                     return outcome_of(status, poll_failures=run.poll_failures)
+                if status.progress != run.progress:
+                    run.progress = status.progress
+                    self.updates.progress_changed(run.task_id, run.attempt, run.progress)
                 # Jittered, so that runs started together do not all poll at the same moment.
                 delay_s = interval_s * random.uniform(1 - POLL_JITTER, 1 + POLL_JITTER)
             await adapter.wait(run.handle, delay_s)

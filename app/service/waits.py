@@ -67,9 +67,10 @@ class TaskWatcher:
                 if update is None:
                     yield ": keep-alive\n\n"
                     continue
-                if update.kind == PROGRESS:
+                # Progress of a run this stream has not seen start: re-read the task below.
+                if update.kind == PROGRESS and task.status is TaskStatus.RUNNING:
                     current = event_id(TaskStatus.RUNNING, update.attempt, update.progress)
-                    if current > last_sent and task.status is TaskStatus.RUNNING:
+                    if current > last_sent:
                         last_sent = current
                         payload = {
                             "task_id": task_id,
