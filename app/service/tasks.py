@@ -103,17 +103,18 @@ class TaskService:
     async def cancel(self, task_id: str) -> TaskPublic:
         """Cancels a pending task at once; stops a run of this replica and waits briefly for
         it; asks the owning replica to stop any other run (see TaskWatcher to wait for it)."""
-        task = await self._load(task_id)
-        if task.status.finished:
-            raise Conflict(f"task {task_id} already finished: {task.status.value}")
-        if task.status is TaskStatus.PENDING and await self.store.cancel_pending(
-            task_id=task_id, replica=self.runner.replica_id
-        ):
-            self.updates.status_changed(task_id, TaskStatus.CANCELLED, task.attempt)
-            return await self.get(task_id)
-        if not await self.store.request_cancel(task_id=task_id):
-            task = await self._load(task_id)
-            raise Conflict(f"task {task_id} already finished: {task.status.value}")
+        stopped = await self._stop_here(task_id)
+        if stopped is not None:
+            return stopped
+        answer = await self.store.cancel(task_id=task_id, replica=self.runner.replica_id)
+        if answer is None:
+            raise NotFound(f"no task {task_id}")
+        if answer.before.finished:
+            raise Conflict(f"task {task_id} already finished: {answer.before.value}")
+        if answer.before is TaskStatus.PENDING:
+            self.updates.status_changed(task_id, TaskStatus.CANCELLED, answer.task.attempt)
+            (task,) = await self.public([answer.task])
+            return task
         run = await self.runner.cancel_local(task_id)
         if run is None:
             await publish_cancel(self.runner, task_id)
@@ -121,6 +122,21 @@ class TaskService:
             with anyio.move_on_after(CANCEL_WAIT_S):
                 await run.ended.wait()
         return await self.get(task_id)
+
+    async def _stop_here(self, task_id: str) -> TaskPublic | None:
+        """A run under way on this replica: its job stops at once and the run's own final
+        write (cancelled) is the cancel's only write. None when that did not end the task:
+        the caller then records the cancel for whoever holds the task."""
+        run = self.runner.local_run(task_id)
+        if run is None or run.handle is None or run.persisting:
+            return None
+        await self.runner.cancel_local(task_id)
+        with anyio.move_on_after(CANCEL_WAIT_S):
+            await run.ended.wait()
+        if not run.ended.is_set():
+            return None
+        task = await self.get(task_id)
+        return task if task.status.finished else None
 
     async def algorithms(self) -> list[dict[str, Any]]:
         names = self.registry.names()

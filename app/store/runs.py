@@ -1,5 +1,5 @@
-"""A run's writes: create, start, finish (the hot writes, applied in batches), cancels and
-progress. Every state change is a conditional update, so racing writers cannot both win
+"""A run's writes: create, start, finish and cancel (the hot writes, applied in batches),
+and progress. Every state change is a conditional update, so racing writers cannot both win
 and a replica that lost a task can never overwrite its new owner."""
 
 from collections.abc import Callable, Sequence
@@ -10,7 +10,8 @@ from sqlalchemy import Connection, and_, bindparam, insert, select, update
 
 from app.domain.models import StoredTask, TaskStatus, utcnow
 from app.domain.outcome import Outcome
-from app.store.events import apply_transition, log_transitions
+from app.store.cancels import Cancel, cancel_batch
+from app.store.events import log_transitions
 from app.store.tables import UNFINISHED_VALUES, task_from_row, tasks
 
 
@@ -29,7 +30,7 @@ class Finish:
 
 
 # The hot writes, in the order a batch applies them.
-HotWrite = StoredTask | Start | Finish
+HotWrite = StoredTask | Cancel | Start | Finish
 
 
 def insert_batch(conn: Connection, new_tasks: Sequence[StoredTask]) -> list[None]:
@@ -175,14 +176,16 @@ def finish_batch(conn: Connection, finishes: Sequence[Finish]) -> list[bool]:
 
 _APPLIERS: tuple[tuple[type, Callable[[Connection, Any], list[Any]]], ...] = (
     (StoredTask, insert_batch),
+    (Cancel, cancel_batch),
     (Start, start_batch),
     (Finish, finish_batch),
 )
 
 
 def write_batch(conn: Connection, writes: Sequence[HotWrite]) -> list[Any]:
-    """Creates, run starts and run finishes that arrived together, in one transaction
-    (a task starts only after its create committed, so never in the batch that makes it)."""
+    """Creates, cancels, run starts and run finishes that arrived together, in one
+    transaction (a task starts only after its create committed, so never in the batch that
+    makes it; a start after a cancel of the same batch finds it cancelled)."""
     results: dict[int, Any] = {}
     for kind, apply in _APPLIERS:
         indexes = [i for i, write in enumerate(writes) if isinstance(write, kind)]
@@ -190,30 +193,6 @@ def write_batch(conn: Connection, writes: Sequence[HotWrite]) -> list[Any]:
             outcomes = apply(conn, [writes[i] for i in indexes])
             results.update(zip(indexes, outcomes, strict=True))
     return [results[i] for i in range(len(writes))]
-
-
-def cancel_pending(conn: Connection, *, task_id: str, replica: str) -> bool:
-    """pending -> cancelled; False when the task is not pending (any more)."""
-    statement = (
-        update(tasks)
-        .where(tasks.c.task_id == task_id, tasks.c.status == TaskStatus.PENDING.value)
-        .values(
-            status=TaskStatus.CANCELLED.value,
-            cancel_requested=True,
-            error="cancelled before it started",
-            finished_at=utcnow(),
-        )
-        .returning(tasks.c.attempt)
-    )
-    row = apply_transition(
-        conn,
-        statement,
-        task_id=task_id,
-        from_status=TaskStatus.PENDING,
-        to_status=TaskStatus.CANCELLED,
-        replica=replica,
-    )
-    return row is not None
 
 
 def request_cancel(conn: Connection, *, task_id: str) -> bool:
