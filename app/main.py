@@ -1,6 +1,7 @@
 """create_app(): the FastAPI application, its lifespan, routes and error handlers."""
 
 import logging
+from importlib import metadata
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -43,7 +44,7 @@ def create_app(
 
     app = FastAPI(
         title="taskbeat",
-        version="0.1.0",
+        version=metadata.version("taskbeat"),  # the one place: the package metadata
         summary="Long tasks over REST, run in-process, no message queue.",
         lifespan=lifespan,
     )
