@@ -1,9 +1,9 @@
 """create_app(): the FastAPI application, its lifespan, routes and error handlers."""
 
 import logging
-from importlib import metadata
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from importlib import metadata
 
 from fastapi import FastAPI
 
