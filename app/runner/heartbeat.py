@@ -39,6 +39,9 @@ class Heartbeat:
         # monotonic time of the last renewal that reached the database
         self.last_renewal_s = time.monotonic()
         self._last_progress_save_s = 0.0
+        # Runs the database says this replica runs but it does not: handed back when a
+        # second renewal in a row still finds them so (never a run that is just starting).
+        self._orphans_seen: frozenset[tuple[str, int]] = frozenset()
 
     async def beat_once(self) -> None:
         beaten = self._runs.running_progress()
@@ -69,6 +72,17 @@ class Heartbeat:
         for task_id in renewal.cancel_asked:  # a cancel whose message this replica missed
             if self._runs.cancel_undelivered(task_id):
                 await self._runs.cancel_local(task_id)
+        await self._hand_back_orphans(renewal.running)
+
+    async def _hand_back_orphans(self, running: frozenset[tuple[str, int]]) -> None:
+        orphans = frozenset(run for run in running if not self._runs.is_local(run[0]))
+        again = orphans & self._orphans_seen
+        self._orphans_seen = orphans - again
+        if again:
+            handed = await self._store.hand_back_orphans(
+                owner=self._replica_id, orphans=sorted(again)
+            )
+            log.warning("handed back %d running tasks with no run here", handed)
 
     async def _save_progress(self) -> None:
         now = time.monotonic()
