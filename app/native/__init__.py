@@ -1,12 +1,12 @@
 """The native "hello" algorithm (clib/) and its event-loop glue."""
 
-from app.algorithms.base import JobState
 from app.native._lib import (
     EXPECTED_API_VERSION,
     MAX_INPUT_BYTES,
     InvalidHandleError,
     InvalidInputError,
     JobChange,
+    JobState,
     JobStatus,
     NativeError,
     NativeLibrary,

@@ -6,13 +6,12 @@ holds the library's mutex only briefly and never waits, so it may run on the eve
 """
 
 import ctypes
+import enum
 import functools
 import struct
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, NamedTuple
-
-from app.algorithms.base import JobState
 
 EXPECTED_API_VERSION = 2
 LIBRARY_FILENAME = "libtaskbeat_alg.so"
@@ -29,6 +28,21 @@ _TB_OK = 0
 _TB_EINVAL = -1
 _TB_EHANDLE = -2
 _TB_EPOLL = -3
+
+
+class JobState(enum.StrEnum):
+    """A job's state, as the C library reports it; every engine's jobs share these states
+    (defined here so that this module imports nothing of the app)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
 
 
 # Index = tb_state value in C.
