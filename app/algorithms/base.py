@@ -4,7 +4,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-# The C library's job states are every engine's: re-exported for the adapters and the runner.
+# The job states every adapter reports: the C library's, re-exported for the adapters.
 from app.native import JobState as JobState
 
 

@@ -31,9 +31,6 @@ _TB_EPOLL = -3
 
 
 class JobState(enum.StrEnum):
-    """A job's state, as the C library reports it; every engine's jobs share these states
-    (defined here so that this module imports nothing of the app)."""
-
     QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
@@ -56,7 +53,7 @@ _STATES_BY_CODE = (
 
 
 @dataclass(frozen=True, slots=True)
-class JobStatus:
+class NativeJobStatus:
     """A job's state; `output` is set once it succeeded, `error` once it failed or was cancelled."""
 
     state: JobState
@@ -200,7 +197,7 @@ class NativeLibrary:
         _raise_for(self._c.tb_submit(data, len(data), ctypes.byref(handle), err, len(err)), err)
         return int(handle.value)
 
-    def poll(self, handle: int) -> JobStatus:
+    def poll(self, handle: int) -> NativeJobStatus:
         """The job's status; raises PollError for a failed poll, InvalidHandleError if freed."""
         _check_handle(handle)
         status = _Status()
@@ -210,14 +207,16 @@ class NativeLibrary:
         _raise_for(code, err)
         state = _STATES_BY_CODE[status.state]
         if not state.finished:
-            return JobStatus(state=state, progress=status.progress, output=None, error=None)
+            return NativeJobStatus(state=state, progress=status.progress, output=None, error=None)
         if status.text_len < len(text):
             message = _decode(text.raw[: status.text_len])
         else:
             message = self._read_text(handle, status.text_len)
         if state is JobState.SUCCEEDED:
-            return JobStatus(state=state, progress=status.progress, output=message, error=None)
-        return JobStatus(state=state, progress=status.progress, output=None, error=message)
+            return NativeJobStatus(
+                state=state, progress=status.progress, output=message, error=None
+            )
+        return NativeJobStatus(state=state, progress=status.progress, output=None, error=message)
 
     def _read_text(self, handle: int, text_len: int) -> str:
         text = ctypes.create_string_buffer(text_len + 1)

@@ -6,17 +6,10 @@ import json
 import pytest
 
 from app.domain.models import TaskStatus
-from app.live.updates import (
-    PROGRESS,
-    RESYNC,
-    STATUS,
-    Update,
-    decode_message,
-    encode_message,
-    event_id,
-)
+from app.live.updates import Update, UpdateKind, decode_message, encode_message, event_id
 
 PENDING, RUNNING = TaskStatus.PENDING, TaskStatus.RUNNING
+STATUS, PROGRESS, RESYNC = UpdateKind.STATUS, UpdateKind.PROGRESS, UpdateKind.RESYNC
 
 
 @pytest.mark.parametrize(
@@ -83,6 +76,7 @@ def test_a_heartbeat_of_many_runs_is_one_compact_message() -> None:
         json.dumps({"origin": "a", "progress": {}}),
         json.dumps({"origin": "a", "statuses": 5, "progress": {}}),
         json.dumps({"origin": "a", "statuses": [["t1", "status"]], "progress": {}}),
+        json.dumps({"origin": "a", "statuses": [["t1", "gone", None, 1, 0]], "progress": {}}),
         json.dumps({"origin": "a", "statuses": [], "progress": [1, 2]}),
         json.dumps({"origin": "a", "statuses": [], "progress": "abc"}),
     ],
