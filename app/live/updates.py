@@ -78,7 +78,11 @@ def decode_message(raw: str) -> tuple[str, list[Update], dict[str, list[int]]]:
             Update(task_id, UpdateKind(kind), status, attempt, progress, origin)
             for task_id, kind, status, attempt, progress in message["statuses"]
         ]
-        return origin, statuses, dict(message["progress"])
+        progress = {
+            str(task_id): [int(attempt), int(value)]
+            for task_id, (attempt, value) in dict(message["progress"]).items()
+        }
+        return origin, statuses, progress
     except (ValueError, TypeError, KeyError):
         log.warning("ignored a malformed update message: %.200s", raw)
         return "", [], {}
