@@ -54,6 +54,25 @@ def log_change(actor: Principal, action: str, target: str) -> None:
     log.info("audit: %s %s by key %s", action, target, actor.key_id or "(auth off)")
 
 
+def new_api_key(request: ApiKeyCreate, *, secret: str, created_by: str | None) -> ApiKey:
+    """The row of a new key: its secret's digest, never the secret."""
+    now = utcnow()
+    expires_at = None
+    if request.expires_in_s is not None:
+        expires_at = now + timedelta(seconds=request.expires_in_s)
+    return ApiKey(
+        key_id=new_key_id(),
+        name=request.name,
+        role=request.role,
+        created_at=now,
+        expires_at=expires_at,
+        rate_per_s=request.rate_per_s,
+        max_unfinished=request.max_unfinished,
+        created_by=created_by,
+        secret_sha256=hash_secret(secret),
+    )
+
+
 @dataclass
 class KeyService:
     settings: Settings
@@ -82,7 +101,7 @@ class KeyService:
         an address that is not loopback; logs when auth is off."""
         bootstrap = self.settings.bootstrap_admin_key
         if bootstrap is not None:
-            key = self._new_key(
+            key = new_api_key(
                 ApiKeyCreate(name=BOOTSTRAP_NAME, role=Role.ADMIN),
                 secret=bootstrap.get_secret_value(),
                 created_by=None,
@@ -147,26 +166,9 @@ class KeyService:
             self._keys_seen_at = now
         return key
 
-    def _new_key(self, request: ApiKeyCreate, *, secret: str, created_by: str | None) -> ApiKey:
-        now = utcnow()
-        expires_at = None
-        if request.expires_in_s is not None:
-            expires_at = now + timedelta(seconds=request.expires_in_s)
-        return ApiKey(
-            key_id=new_key_id(),
-            name=request.name,
-            role=request.role,
-            created_at=now,
-            expires_at=expires_at,
-            rate_per_s=request.rate_per_s,
-            max_unfinished=request.max_unfinished,
-            created_by=created_by,
-            secret_sha256=hash_secret(secret),
-        )
-
     async def create(self, request: ApiKeyCreate, *, by: Principal) -> ApiKeyCreated:
         secret = new_secret()
-        key = self._new_key(request, secret=secret, created_by=by.key_id)
+        key = new_api_key(request, secret=secret, created_by=by.key_id)
         await self.store.insert(key=key)
         log_change(by, "created key", f"{key.key_id} ({key.name}, {key.role.value})")
         return ApiKeyCreated(
