@@ -16,7 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.cli.exits import EXIT_API_ERROR, EXIT_OK, EXIT_UNREACHABLE
 from app.cli.output import emit_json, print_fields, print_table
 from app.cli.serve import _settings
-from app.domain.keys import ApiKeyCreate, ApiKeyPublic, Role, new_secret
+from app.domain.keys import ApiKeyCreate, ApiKeyPublic, Role, is_key_id, new_secret
 from app.domain.models import utcnow
 from app.service.keys import new_api_key
 from app.store import keys as key_rows
@@ -99,7 +99,9 @@ def list_keys(args: argparse.Namespace) -> int:
 
 
 def revoke(args: argparse.Namespace) -> int:
-    if not _in_database(lambda conn: key_rows.revoke(conn, args.key_id, at=utcnow())):
+    if not is_key_id(args.key_id) or not _in_database(
+        lambda conn: key_rows.revoke(conn, args.key_id, at=utcnow())
+    ):
         print(f"taskbeat: no key {args.key_id} in force", file=sys.stderr)
         return EXIT_API_ERROR
     if args.json:

@@ -21,6 +21,7 @@ SECRET_PREFIX = "tb_"
 SECRET_BYTES = 32
 # tb_ + at least 32 bytes in URL-safe base64 (43 characters, unpadded)
 SECRET_PATTERN = re.compile(r"^tb_[A-Za-z0-9_-]{43,128}$")
+KEY_ID_PATTERN = re.compile(r"^key_[0-9a-f]{16}$")
 
 
 class Role(enum.StrEnum):
@@ -35,6 +36,11 @@ def new_secret() -> str:
 
 def new_key_id() -> str:
     return "key_" + secrets.token_hex(8)
+
+
+def is_key_id(text: str) -> bool:
+    """True for an id in the form this service gives out (anything else names no key)."""
+    return KEY_ID_PATTERN.fullmatch(text) is not None
 
 
 def is_secret(text: str) -> bool:

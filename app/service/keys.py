@@ -21,6 +21,7 @@ from app.domain.keys import (
     Principal,
     Role,
     hash_secret,
+    is_key_id,
     is_secret,
     new_key_id,
     new_secret,
@@ -179,7 +180,7 @@ class KeyService:
         return await self.store.list()
 
     async def revoke(self, key_id: str, *, by: Principal) -> None:
-        if not await self.store.revoke(key_id=key_id):
+        if not is_key_id(key_id) or not await self.store.revoke(key_id=key_id):
             raise NotFound(f"no key {key_id} in force")
         log_change(by, "revoked key", key_id)
 
