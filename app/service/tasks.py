@@ -36,8 +36,9 @@ class TaskService:
     registry: Registry
     updates: UpdateHub
 
-    async def create(self, request: TaskCreate) -> TaskPublic:
-        """Stores the task (committed before this returns) and hands it to the runner."""
+    async def create(self, request: TaskCreate, *, api_key_id: str | None = None) -> TaskPublic:
+        """Stores the task (committed before this returns) and hands it to the runner;
+        `api_key_id` is the key that creates (and owns) it."""
         self.registry.validate(request.algorithm, request.input)
         timeout_s = request.timeout_s or self.settings.task_timeout_s
         if timeout_s > self.settings.max_timeout_s:
@@ -51,6 +52,7 @@ class TaskService:
             timeout_s=timeout_s,
             created_at=utcnow(),
             owner=self.runner.replica_id,
+            api_key_id=api_key_id,
         )
         try:
             await self.store.insert_task(task=task)
@@ -59,11 +61,18 @@ class TaskService:
         self.runner.enqueue(task.task_id)
         return TaskPublic.model_validate(task, from_attributes=True)
 
-    async def _load(self, task_id: str) -> StoredTask:
+    async def _load(self, task_id: str, visible_to: str | None = None) -> StoredTask:
+        """The task; NotFound when there is none, or when `visible_to` (a client key) names
+        a key that is not the task's: another key's task is not there for it."""
         task = await self.store.get_task(task_id=task_id)
-        if task is None:
+        if task is None or (visible_to is not None and task.api_key_id != visible_to):
             raise NotFound(f"no task {task_id}")
         return task
+
+    async def ensure_visible(self, task_id: str, visible_to: str | None) -> None:
+        """NotFound unless the task is there for `visible_to` (None: for everyone)."""
+        if visible_to is not None:
+            await self._load(task_id, visible_to)
 
     async def public(self, tasks: Sequence[StoredTask]) -> list[TaskPublic]:
         """Tasks as clients see them: live progress and heartbeat while they run (read from
@@ -82,8 +91,8 @@ class TaskService:
             shown.append(public)
         return shown
 
-    async def get(self, task_id: str) -> TaskPublic:
-        (task,) = await self.public([await self._load(task_id)])
+    async def get(self, task_id: str, *, visible_to: str | None = None) -> TaskPublic:
+        (task,) = await self.public([await self._load(task_id, visible_to)])
         return task
 
     async def list_tasks(
@@ -93,19 +102,29 @@ class TaskService:
         algorithm: str | None,
         limit: int,
         cursor: str | None,
+        visible_to: str | None = None,
     ) -> TaskPage:
         page, next_cursor = await self.store.list_tasks(
-            status=status, algorithm=algorithm, limit=limit, cursor=cursor
+            status=status, algorithm=algorithm, limit=limit, cursor=cursor, api_key_id=visible_to
         )
         return TaskPage(items=await self.public(page), next_cursor=next_cursor)
 
-    async def cancel(self, task_id: str) -> TaskPublic:
+    async def cancel(
+        self, task_id: str, *, visible_to: str | None = None, api_key_id: str | None = None
+    ) -> TaskPublic:
         """Cancels a pending task at once; stops a run of this replica and waits briefly for
-        it; asks the owning replica to stop any other run (see TaskWatcher to wait for it)."""
-        stopped = await self._stop_here(task_id)
-        if stopped is not None:
-            return stopped
-        answer = await self.store.cancel(task_id=task_id, replica=self.runner.replica_id)
+        it; asks the owning replica to stop any other run (see TaskWatcher to wait for it).
+        `visible_to` (a client key) sees only its own tasks; `api_key_id`, the key asking,
+        goes to the transition log."""
+        if visible_to is not None:
+            await self.ensure_visible(task_id, visible_to)
+        if api_key_id is None:  # the fast path writes nothing but the run's own outcome
+            stopped = await self._stop_here(task_id)
+            if stopped is not None:
+                return stopped
+        answer = await self.store.cancel(
+            task_id=task_id, replica=self.runner.replica_id, api_key_id=api_key_id
+        )
         if answer is None:
             raise NotFound(f"no task {task_id}")
         if answer.before.finished:
@@ -145,9 +164,9 @@ class TaskService:
             for name in names
         ]
 
-    async def stats(self) -> dict[str, Any]:
+    async def stats(self, *, visible_to: str | None = None) -> dict[str, Any]:
         active = await self.live.active_counts(self.registry.names())
-        totals = await self.store.count_by_status()
+        totals = await self.store.count_by_status(api_key_id=visible_to)
         return {
             "active": active,
             "totals": {status.value: count for status, count in totals.items()},

@@ -16,6 +16,7 @@ from app.store.tables import UNFINISHED_VALUES, task_from_row, tasks
 class Cancel:
     task_id: str
     replica: str
+    api_key_id: str | None = None  # the key asking, for the transition log
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,17 +38,15 @@ def cancel_batch(conn: Connection, cancels: Sequence[Cancel]) -> list[CancelAnsw
         .with_for_update()
     )
     found = {row["task_id"]: task_from_row(row) for row in conn.execute(query).mappings()}
-    replica_of = {cancel.task_id: cancel.replica for cancel in reversed(cancels)}
-    now_cancelled = _cancel_pending(conn, found, replica_of)
+    first_ask = {cancel.task_id: cancel for cancel in reversed(cancels)}
+    now_cancelled = _cancel_pending(conn, found, first_ask)
     running = [task for task in found.values() if task.status is TaskStatus.RUNNING]
-    if running:
+    for api_key_id in {first_ask[task.task_id].api_key_id for task in running}:
+        asked = [t.task_id for t in running if first_ask[t.task_id].api_key_id == api_key_id]
         conn.execute(
             update(tasks)
-            .where(
-                tasks.c.task_id.in_([task.task_id for task in running]),
-                tasks.c.status.in_(UNFINISHED_VALUES),
-            )
-            .values(cancel_requested=True)
+            .where(tasks.c.task_id.in_(asked), tasks.c.status.in_(UNFINISHED_VALUES))
+            .values(cancel_requested=True, cancel_key_id=api_key_id)
         )
     after = {task.task_id: task.model_copy(update={"cancel_requested": True}) for task in running}
     after.update(now_cancelled)
@@ -64,7 +63,7 @@ def cancel_batch(conn: Connection, cancels: Sequence[Cancel]) -> list[CancelAnsw
 
 
 def _cancel_pending(
-    conn: Connection, found: dict[str, StoredTask], replica_of: dict[str, str]
+    conn: Connection, found: dict[str, StoredTask], first_ask: dict[str, Cancel]
 ) -> dict[str, StoredTask]:
     pending = [task_id for task_id, task in found.items() if task.status is TaskStatus.PENDING]
     if not pending:
@@ -81,11 +80,13 @@ def _cancel_pending(
         .returning(*tasks.c)
     )
     cancelled = {row["task_id"]: task_from_row(row) for row in conn.execute(statement).mappings()}
+    asks = [first_ask[task_id] for task_id in cancelled]
     log_transitions(
         conn,
         [
-            (task_id, TaskStatus.PENDING, TaskStatus.CANCELLED, replica_of[task_id], task.attempt)
-            for task_id, task in cancelled.items()
+            (task_id, TaskStatus.PENDING, TaskStatus.CANCELLED, ask.replica, task.attempt)
+            for (task_id, task), ask in zip(cancelled.items(), asks, strict=True)
         ],
+        [ask.api_key_id for ask in asks],
     )
     return cancelled

@@ -36,7 +36,9 @@ HotWrite = StoredTask | Cancel | Start | Finish
 def insert_batch(conn: Connection, new_tasks: Sequence[StoredTask]) -> list[None]:
     conn.execute(insert(tasks), [task.model_dump() for task in new_tasks])
     log_transitions(
-        conn, [(task.task_id, None, task.status, task.owner, task.attempt) for task in new_tasks]
+        conn,
+        [(task.task_id, None, task.status, task.owner, task.attempt) for task in new_tasks],
+        [task.api_key_id for task in new_tasks],
     )
     return [None] * len(new_tasks)
 
@@ -61,6 +63,7 @@ def cancel_asked_pending(conn: Connection, where: Any, *, replica: str) -> list[
             (task.task_id, TaskStatus.PENDING, TaskStatus.CANCELLED, replica, task.attempt)
             for task in cancelled
         ],
+        [task.cancel_key_id for task in cancelled],
     )
     return cancelled
 
@@ -129,7 +132,9 @@ def finish_batch(conn: Connection, finishes: Sequence[Finish]) -> list[bool]:
     the finishes whose run still holds its task (fencing on owner and attempt), and writes
     those in one executemany."""
     query = (
-        select(tasks.c.task_id, tasks.c.status, tasks.c.owner, tasks.c.attempt)
+        select(
+            tasks.c.task_id, tasks.c.status, tasks.c.owner, tasks.c.attempt, tasks.c.cancel_key_id
+        )
         .where(tasks.c.task_id.in_([finish.task_id for finish in finishes]))
         .order_by(tasks.c.task_id)  # every multi-row writer locks in task_id order
         .with_for_update()
@@ -170,8 +175,14 @@ def finish_batch(conn: Connection, finishes: Sequence[Finish]) -> list[bool]:
                 (f.task_id, TaskStatus.RUNNING, f.outcome.status, f.owner, f.attempt)
                 for f in winners.values()
             ],
+            [_cancel_key(holders[f.task_id], f) for f in winners.values()],
         )
     return [winners.get(finish.task_id) is finish for finish in finishes]
+
+
+def _cancel_key(row: Any, finish: Finish) -> str | None:
+    """The key that asked a cancel, on the transition that honoured it."""
+    return row.cancel_key_id if finish.outcome.status is TaskStatus.CANCELLED else None
 
 
 _APPLIERS: tuple[tuple[type, Callable[[Connection, Any], list[Any]]], ...] = (
@@ -195,12 +206,13 @@ def write_batch(conn: Connection, writes: Sequence[HotWrite]) -> list[Any]:
     return [results[i] for i in range(len(writes))]
 
 
-def request_cancel(conn: Connection, *, task_id: str) -> bool:
-    """Records a cancel so whoever runs the task honours it; False if already finished."""
+def request_cancel(conn: Connection, *, task_id: str, api_key_id: str | None = None) -> bool:
+    """Records a cancel (and the key asking) so whoever runs the task honours it; False if
+    already finished."""
     statement = (
         update(tasks)
         .where(tasks.c.task_id == task_id, tasks.c.status.in_(UNFINISHED_VALUES))
-        .values(cancel_requested=True)
+        .values(cancel_requested=True, cancel_key_id=api_key_id)
     )
     return bool(conn.execute(statement).rowcount == 1)
 
