@@ -13,7 +13,7 @@ import httpx
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
@@ -109,6 +109,8 @@ class Engine:
             if self.poll_status_code != 200:
                 return JSONResponse({"detail": "down"}, status_code=self.poll_status_code)
             job = self.jobs[request.path_params["job_id"]]
+            if "raw" in job:  # an answer a JSON encoder would not write (NaN, say)
+                return Response(job["raw"], media_type="application/json")
             return JSONResponse({k: v for k, v in job.items() if k != "task_id"})
 
         async def cancel(request: Request) -> JSONResponse:
