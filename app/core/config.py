@@ -27,6 +27,10 @@ class RemoteAlgorithmConfig(BaseModel):
     cancel_url: str | None = Field(default=None, description="POST here to cancel; {job_id}")
     auth_header: str | None = Field(default=None, description="Authorization header value")
     request_timeout_s: float = Field(default=10.0, gt=0)
+    callback_secret: str | None = Field(
+        default=None,
+        description="this engine's own HMAC secret for its callbacks (instead of the service's)",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Self:

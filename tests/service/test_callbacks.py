@@ -288,3 +288,19 @@ async def test_a_callback_result_must_be_storable_json(
     assert words in response.json()["error"]["message"]
     assert (await client.get(f"/v1/tasks/{task_id}")).json()["status"] == "running"
     await client.post(f"/v1/tasks/{task_id}/cancel")
+
+
+async def test_an_engine_with_its_own_secret_signs_with_it(
+    app_client: AppClient, engine: tuple[Engine, str]
+) -> None:
+    test_engine, url = engine
+    own = {**test_engine.config(url), "callback_secret": "engine-own-secret"}
+    settings = {"remote_algorithms": [own], "callback_secret": SECRET, "poll_interval_s": 0.2}
+    async with app_client(**settings) as client:
+        task_id = await start_remote(client)
+        await eventually(lambda: _ready(test_engine, task_id))
+        url_ = f"/v1/tasks/{task_id}/callback"
+        service_signed = signed(task_id, {"progress": 5})
+        assert (await client.post(url_, **service_signed)).status_code == 401
+        engine_signed = signed(task_id, {"progress": 5}, secret="engine-own-secret")
+        assert (await client.post(url_, **engine_signed)).status_code == 200
