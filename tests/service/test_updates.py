@@ -204,6 +204,7 @@ async def test_a_ten_step_task_streams_its_steps_on_its_replica_and_on_another(
         values = [event["data"]["progress"] for event in progress_events]
         assert len(values) >= 8, (name, values)
         assert values == sorted(set(values)), (name, values)
-        assert all(0 < value < 100 for value in values), (name, values)
+        # the last step's 100 may reach another replica's stream before the final status
+        assert all(0 < value <= 100 for value in values), (name, values)
         ids = [int(event["id"]) for event in progress_events]
         assert ids == sorted(set(ids)), (name, ids)
