@@ -29,6 +29,7 @@ from app.live.subscriber import Subscriber
 from app.live.updates import UpdateHub
 from app.native import JobWatcher, load_library
 from app.runner.heartbeat import Heartbeat
+from app.runner.local_runs import LoopParts
 from app.runner.runner import Runner
 from app.runner.sweeper import Sweeper
 from app.service.callbacks import CallbackReceiver, apply_foreign_update
@@ -142,22 +143,8 @@ async def running_replica(settings: Settings) -> AsyncIterator[ReplicaContext]:
         updates.runs_here = lambda task_id: runner.local_run(task_id) is not None
         watch = TaskWatcher(service, updates)
         callbacks = CallbackReceiver(service)
-        heartbeat = Heartbeat(
-            settings=settings,
-            store=store,
-            live=live,
-            updates=updates,
-            runs=runner,
-            replica_id=replica_id,
-        )
-        sweeper = Sweeper(
-            settings=settings,
-            store=store,
-            live=live,
-            updates=updates,
-            runs=runner,
-            replica_id=replica_id,
-        )
+        loop_parts = LoopParts(settings, store, live, updates, runner, replica_id)
+        heartbeat, sweeper = Heartbeat(loop_parts), Sweeper(loop_parts)
         subscriber = Subscriber(
             redis_client,
             live.keys,

@@ -112,6 +112,7 @@ class Outbox(Generic[Item]):
         self._queued = anyio.Event()
         self._sent = anyio.Event()
         self._sending = False
+        self._running = False
 
     def put(self, item: Item) -> None:
         self._items.append(item)
@@ -122,23 +123,34 @@ class Outbox(Generic[Item]):
     ) -> None:
         """Sends until cancelled; started with `tg.start` by whoever owns the outbox."""
         task_status.started()
-        while True:
-            if not self._items:
-                self._queued = anyio.Event()
-                await self._queued.wait()
-            count = min(len(self._items), self._max_batch)
-            batch = [self._items.popleft() for _ in range(count)]
-            self._sending = True
-            try:
-                await self._send(batch)
-            except Exception:
-                log.exception("%s: %d items not sent", self._name, len(batch))
-            finally:
-                self._sending = False
-                self._sent.set()
-                self._sent = anyio.Event()
+        self._running = True
+        try:
+            while True:
+                if not self._items:
+                    self._queued = anyio.Event()
+                    await self._queued.wait()
+                await self._send_some(min(len(self._items), self._max_batch))
+        finally:
+            self._running = False
+            self._sent.set()  # a flush waiting on this sender sends what is left itself
+
+    async def _send_some(self, count: int) -> None:
+        batch = [self._items.popleft() for _ in range(count)]
+        self._sending = True
+        try:
+            await self._send(batch)
+        except Exception:
+            log.exception("%s: %d items not sent", self._name, len(batch))
+        finally:
+            self._sending = False
+            self._sent.set()
+            self._sent = anyio.Event()
 
     async def flush(self) -> None:
-        """Returns once everything queued before the call has been sent (or dropped)."""
+        """Returns once everything queued before the call has been sent (or dropped); sends
+        it itself when the outbox's task is gone (a replica stopping after a fault)."""
         while self._items or self._sending:
+            if not self._running and not self._sending:
+                await self._send_some(len(self._items))
+                continue
             await self._sent.wait()

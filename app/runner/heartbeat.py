@@ -8,34 +8,22 @@ import time
 import anyio
 import anyio.abc
 
-from app.core.config import Settings
 from app.core.faults import every
 from app.domain.models import TaskStatus
-from app.live.state import LiveState
-from app.live.updates import UpdateHub
-from app.runner.local_runs import LocalRuns
-from app.store import TaskStore, lease_deadline
+from app.runner.local_runs import LoopParts
+from app.store import lease_deadline
 
 log = logging.getLogger(__name__)
 
 
 class Heartbeat:
-    def __init__(
-        self,
-        *,
-        settings: Settings,
-        store: TaskStore,
-        live: LiveState,
-        updates: UpdateHub,
-        runs: LocalRuns,
-        replica_id: str,
-    ) -> None:
-        self._settings = settings
-        self._store = store
-        self._live = live
-        self._updates = updates
-        self._runs = runs
-        self._replica_id = replica_id
+    def __init__(self, parts: LoopParts) -> None:
+        self._settings = parts.settings
+        self._store = parts.store
+        self._live = parts.live
+        self._updates = parts.updates
+        self._runs = parts.runs
+        self._replica_id = parts.replica_id
         # monotonic time of the last renewal that reached the database
         self.last_renewal_s = time.monotonic()
         self._last_progress_save_s = 0.0

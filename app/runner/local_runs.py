@@ -1,7 +1,13 @@
-"""What the replica's loops (heartbeat, sweeper, cancels) need of the runner: its local
-runs, seen through a narrow protocol so that the loops never import the runner."""
+"""What the replica's loops (heartbeat, sweeper) work with: the runner's local runs, seen
+through a narrow protocol so that the loops never import the runner, and the other parts."""
 
+from dataclasses import dataclass
 from typing import Protocol
+
+from app.core.config import Settings
+from app.live.state import LiveState
+from app.live.updates import UpdateHub
+from app.store import TaskStore
 
 
 class LocalRuns(Protocol):
@@ -37,3 +43,15 @@ class LocalRuns(Protocol):
     def progress_to_save(self) -> list[tuple[str, int, int]]: ...
 
     def algorithm_names(self) -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class LoopParts:
+    """What each of the replica's loops works with: given once by the composition root."""
+
+    settings: Settings
+    store: TaskStore
+    live: LiveState
+    updates: UpdateHub
+    runs: LocalRuns
+    replica_id: str

@@ -7,13 +7,10 @@ import secrets
 import anyio
 import anyio.abc
 
-from app.core.config import Settings
 from app.core.faults import every
 from app.domain.models import StoredTask, TaskStatus, utcnow
-from app.live.state import LiveState
-from app.live.updates import UpdateHub
-from app.runner.local_runs import LocalRuns
-from app.store import Takeover, TaskStore
+from app.runner.local_runs import LoopParts
+from app.store import Takeover
 
 log = logging.getLogger(__name__)
 
@@ -35,22 +32,13 @@ def plan_for(task: StoredTask, *, replica_id: str, max_attempts: int) -> Takeove
 
 
 class Sweeper:
-    def __init__(
-        self,
-        *,
-        settings: Settings,
-        store: TaskStore,
-        live: LiveState,
-        updates: UpdateHub,
-        runs: LocalRuns,
-        replica_id: str,
-    ) -> None:
-        self._settings = settings
-        self._store = store
-        self._live = live
-        self._updates = updates
-        self._runs = runs
-        self._replica_id = replica_id
+    def __init__(self, parts: LoopParts) -> None:
+        self._settings = parts.settings
+        self._store = parts.store
+        self._live = parts.live
+        self._updates = parts.updates
+        self._runs = parts.runs
+        self._replica_id = parts.replica_id
 
     async def sweep_once(self) -> None:
         token = secrets.token_hex(8)

@@ -146,3 +146,21 @@ async def test_an_outbox_survives_a_failing_send() -> None:
         await outbox.flush()
         tg.cancel_scope.cancel()
     assert sent == [2]
+
+
+async def test_a_flush_after_the_outbox_task_is_gone_sends_what_is_left() -> None:
+    # As when a replica stops after a fault: the task group that ran the outbox is gone.
+    sent: list[int] = []
+
+    async def send(items: Sequence[int]) -> None:
+        sent.extend(items)
+
+    outbox = Outbox(send, max_batch=2, name="test")
+    async with anyio.create_task_group() as tg:
+        await tg.start(outbox.run)
+        tg.cancel_scope.cancel()
+    for item in range(5):
+        outbox.put(item)
+    with anyio.fail_after(1):
+        await outbox.flush()
+    assert sent == [0, 1, 2, 3, 4]
