@@ -10,7 +10,7 @@ from app.api.errors import install_error_handlers
 from app.api.headers import DefensiveHeaders
 from app.api.limits import BodySizeLimit
 from app.api.openapi import install_openapi
-from app.api.routes import health, meta, tasks, updates
+from app.api.routes import algorithms, health, meta, tasks, updates
 from app.core.config import Settings, get_settings
 from app.replica import running_replica
 
@@ -52,6 +52,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(tasks.router)
     app.include_router(updates.router)
+    app.include_router(algorithms.router)
     app.include_router(meta.router)
     app.include_router(health.router)
     install_openapi(app)

@@ -25,6 +25,7 @@ from app.live.state import LiveState
 from app.live.updates import UpdateHub
 from app.native import JobWatcher, load_library
 from app.runner.runner import Runner
+from app.service.algorithms import AlgorithmService
 from app.service.callbacks import CallbackReceiver, apply_foreign_update
 from app.service.tasks import TaskService
 from app.service.waits import TaskWatcher
@@ -50,6 +51,7 @@ class ReplicaContext:
     updates: UpdateHub
     watch: TaskWatcher
     callbacks: CallbackReceiver
+    algorithms: AlgorithmService
     # unix://… of the embedded redis-server; None when TASKBEAT_REDIS_URL names a Redis
     embedded_redis_url: str | None = None
 
@@ -135,6 +137,7 @@ async def running_replica(settings: Settings) -> AsyncIterator[ReplicaContext]:
                     updates,
                     watch,
                     callbacks,
+                    AlgorithmService(runner),
                     embedded_redis_url=None if settings.redis_url else redis_url,
                 )
             finally:

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 
 from app.api.params import last_event_id, task_id_in_path
 from app.replica import ReplicaContext
+from app.service.algorithms import AlgorithmService
 from app.service.callbacks import CallbackReceiver
 from app.service.tasks import TaskService
 from app.service.waits import TaskWatcher
@@ -27,6 +28,10 @@ async def get_service(request: Request) -> TaskService:
     return _context(request).service
 
 
+async def get_algorithms(request: Request) -> AlgorithmService:
+    return _context(request).algorithms
+
+
 async def get_watch(request: Request) -> TaskWatcher:
     return _context(request).watch
 
@@ -37,6 +42,7 @@ async def get_callbacks(request: Request) -> CallbackReceiver:
 
 ContextDep = Annotated[ReplicaContext, Depends(get_context)]
 ServiceDep = Annotated[TaskService, Depends(get_service)]
+AlgorithmsDep = Annotated[AlgorithmService, Depends(get_algorithms)]
 WatchDep = Annotated[TaskWatcher, Depends(get_watch)]
 CallbacksDep = Annotated[CallbackReceiver, Depends(get_callbacks)]
 TaskIdDep = Annotated[str, Depends(task_id_in_path)]

@@ -1,15 +1,15 @@
-"""One replica's runner: admits tasks, runs each as an anyio task, and ends each exactly once.
+"""One replica's runner: runs each task it admitted as an anyio task, and ends each once.
 
-A run: start (pending -> running, conditional) -> submit -> poll until the job finishes
-(woken at once by the algorithm, else every poll interval) -> persist the outcome
-(conditional on owner and attempt, so a replica that lost the task writes nothing).
+A run: admitted (moved to running by a claim or by its create, app.runner.admission) ->
+submit -> poll until the job finishes (woken at once by the algorithm, else every poll
+interval) -> persist the outcome or the retry (conditional on owner and attempt, so a
+replica that lost the task writes nothing).
 """
 
 import logging
-import math
 import random
 import time
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,14 +25,14 @@ from app.domain.models import TaskStatus as Status
 from app.domain.outcome import Outcome
 from app.live.state import LiveState
 from app.live.updates import UpdateHub
+from app.runner.admission import Admission, PolicyBook, retry_after_s
 from app.runner.lag import LoopLagMonitor
-from app.runner.policy import outcome_of, retry_delay_s
+from app.runner.policy import next_attempt_at, outcome_of, retry_delay_s
 from app.store import TaskStore, lease_deadline
 
 log = logging.getLogger(__name__)
 CLEANUP_TIMEOUT_S = 5.0
 FINAL_WRITE_RETRY_S = 300.0
-START_RETRY_DELAY_S = 1.0
 POLL_JITTER = 0.1
 
 
@@ -43,6 +43,7 @@ class LocalRun:
     task_id: str
     algorithm: str = ""
     attempt: int = 0
+    max_attempts: int = 1
     progress: int = 0
     poll_failures: int = 0
     handle: Any = None
@@ -73,7 +74,7 @@ class Runner:
         self.replica_id = replica_id
         self.updates = updates
         self.accepting = False
-        self._waiting: deque[str] = deque()
+        self._reserved = 0  # run slots held by creates that may start their run at once
         self._runs: dict[str, LocalRun] = {}
         self._tg: TaskGroup | None = None
         self._runs_changed = anyio.Event()
@@ -82,6 +83,8 @@ class Runner:
         self.last_renewal_s = time.monotonic()
         self._active: Counter[str] = Counter()
         self.loop_lag = LoopLagMonitor()
+        self.policies = PolicyBook(self)
+        self.admission = Admission(self)
 
     # ----- admission -------------------------------------------------------------------
 
@@ -91,40 +94,53 @@ class Runner:
 
     @property
     def waiting_count(self) -> int:
-        return len(self._waiting)
+        """Tasks waiting in the queue over the cluster (as of the last look)."""
+        return sum(waiting for _, waiting in self.admission.figures.values())
 
     @property
-    def has_room(self) -> bool:
-        """Whether one more task may queue here."""
-        return len(self._waiting) < self.settings.max_pending
+    def free_slots(self) -> int:
+        return self.settings.max_active - len(self._runs) - self._reserved
 
-    def check_capacity(self) -> None:
-        """Raises when this replica should not take one more task now."""
+    def check_capacity(self, algorithm: str) -> None:
+        """Raises when this replica should not take one more task of `algorithm` now."""
         if not self.accepting:
             raise StoreUnavailable("this replica is shutting down; retry on another one")
-        if not self.has_room:
+        policy = self.policies.policy(algorithm)
+        waiting = self.admission.waiting(algorithm)
+        if waiting >= policy.max_waiting:
             raise Saturated(
-                f"{len(self._waiting)} tasks already wait on this replica",
-                retry_after_s=max(1, math.ceil(self.settings.poll_interval_s)),
+                f"{waiting} tasks of {algorithm!r} already wait (max_waiting {policy.max_waiting})",
+                retry_after_s=retry_after_s(policy),
             )
 
-    def enqueue(self, task_id: str) -> None:
-        """Runs the task now if a slot is free, else queues it (FIFO)."""
-        if task_id in self._runs or task_id in self._waiting:
-            return
-        self._waiting.append(task_id)
-        self._admit()
+    def reserve_slot(self) -> bool:
+        """Holds a run slot for a create that may start its run at once (the fast path)."""
+        if not self.accepting or self._tg is None or self.free_slots <= 0:
+            return False
+        self._reserved += 1
+        return True
 
-    def _admit(self) -> None:
-        while (
-            self.accepting
-            and self._tg is not None
-            and self._waiting
-            and len(self._runs) < self.settings.max_active
-        ):
-            run = LocalRun(self._waiting.popleft())
-            self._runs[run.task_id] = run
-            self._tg.start_soon(self._run, run, name=f"task {run.task_id}")
+    def release_slot(self) -> None:
+        self._reserved -= 1
+
+    def created(self, task: StoredTask, *, reserved: bool) -> None:
+        """Runs a task its create stored running for this replica; else, as it waits in the
+        queue, tells the replicas (this one too) to look."""
+        if reserved:
+            self.release_slot()
+        if task.status is Status.RUNNING and task.owner == self.replica_id:
+            self.start_claimed(task)
+        elif self._tg is not None:
+            self.admission.queued(task.algorithm)
+            self._tg.start_soon(self.admission.publish)
+
+    def start_claimed(self, task: StoredTask) -> None:
+        """Starts the run of a task this replica moved to running."""
+        if task.task_id in self._runs or self._tg is None:
+            return
+        run = LocalRun(task.task_id)
+        self._runs[run.task_id] = run
+        self._tg.start_soon(self._run, run, task, name=f"task {run.task_id}")
 
     def local_run(self, task_id: str) -> LocalRun | None:
         return self._runs.get(task_id)
@@ -169,10 +185,10 @@ class Runner:
 
     # ----- one run ---------------------------------------------------------------------
 
-    async def _run(self, run: LocalRun) -> None:
+    async def _run(self, run: LocalRun, task: StoredTask) -> None:
         try:
             with run.scope:
-                await self._run_once(run)
+                await self._run_once(run, task)
         except Exception as exc:
             # A bug in one run (an adapter raising what it should not) ends that run only.
             log.exception("task %s: the run failed on an unexpected error", run.task_id)
@@ -188,27 +204,19 @@ class Runner:
             if run.adapter is not None:
                 self._active[run.algorithm] -= 1
                 self.live.finished(run.task_id, run.algorithm, self._active[run.algorithm])
-            self._admit()
+            self.admission.wake()
 
-    async def _run_once(self, run: LocalRun) -> None:
-        try:
-            task = await self.store.start_run(task_id=run.task_id, owner=self.replica_id)
-        except Exception:
-            log.exception("task %s: could not be started; retrying", run.task_id)
-            await anyio.sleep(START_RETRY_DELAY_S)
-            self._waiting.appendleft(run.task_id)
-            return
-        if task is None:
-            return  # cancelled, finished or taken over meanwhile
-        if task.status is Status.CANCELLED:  # its cancel was asked while it was pending
-            self.updates.status_changed(task.task_id, Status.CANCELLED, task.attempt)
-            return
-        run.algorithm, run.attempt = task.algorithm, task.attempt
+    async def _run_once(self, run: LocalRun, task: StoredTask) -> None:
+        run.algorithm, run.attempt, run.max_attempts = (
+            task.algorithm,
+            task.attempt,
+            task.max_attempts,
+        )
         run.cancel_requested = run.cancel_requested or task.cancel_requested
         try:
             adapter = self.registry.get(task.algorithm)
         except InvalidRequest as exc:
-            await self._persist(run, Outcome(Status.FAILED, 0, error=str(exc)))
+            await self._persist(run, Outcome(Status.FAILED, 0, error=str(exc), retryable=False))
             return
         run.adapter = adapter
         run.started_s = time.monotonic()
@@ -227,9 +235,9 @@ class Runner:
         if run.cancel_requested:
             return Outcome(Status.CANCELLED, 0, error="cancelled before it started")
         try:
-            run.handle = await adapter.submit(task.input, task_id=task.task_id)
+            run.handle = await adapter.submit(task.input, task_id=task.task_id, attempt=run.attempt)
         except InputRejected as exc:
-            return Outcome(Status.FAILED, 0, error=f"input refused: {exc}")
+            return Outcome(Status.FAILED, 0, error=f"input refused: {exc}", retryable=False)
         except AlgorithmError as exc:
             return Outcome(Status.FAILED, 0, error=f"submit failed: {exc}")
         job_finished = False
@@ -258,7 +266,7 @@ class Runner:
                     log.exception("task %s: releasing the job failed", run.task_id)
 
     async def _poll_until_finished(self, run: LocalRun, adapter: Algorithm) -> Outcome:
-        interval_s = self.settings.poll_interval_s
+        interval_s = self.policies.policy(run.algorithm).poll_interval_s
         failures_in_a_row = 0
         while True:
             try:
@@ -285,8 +293,13 @@ class Runner:
             await adapter.wait(run.handle, delay_s)
 
     async def _persist(self, run: LocalRun, outcome: Outcome) -> None:
-        """Writes the outcome, retrying while the database is away (bounded)."""
+        """Writes the outcome (or the retry), retrying while the database is away (bounded)."""
         run.persisting = True
+        cancelled = run.cancel_requested
+        policy = self.policies.policy(run.algorithm)
+        retry_at = (
+            None if cancelled else next_attempt_at(policy, outcome, run.attempt, run.max_attempts)
+        )
         delay_s = 0.5
         with anyio.move_on_after(FINAL_WRITE_RETRY_S) as scope:
             while True:
@@ -296,6 +309,7 @@ class Runner:
                         owner=self.replica_id,
                         attempt=run.attempt,
                         outcome=outcome,
+                        retry_at=retry_at,
                     )
                     break
                 except Exception as exc:
@@ -304,6 +318,16 @@ class Runner:
                     delay_s = min(delay_s * 2, 5.0)
         if scope.cancelled_caught:
             log.error("task %s: outcome %s lost: database away", run.task_id, outcome.status)
+        elif won and retry_at is not None:
+            log.info(
+                "task %s: attempt %d %s; next at %s",
+                run.task_id,
+                run.attempt,
+                outcome.status.value,
+                retry_at.isoformat(),
+            )
+            self.admission.wake_at(retry_at)
+            self.updates.status_changed(run.task_id, Status.PENDING, run.attempt, 0)
         elif won:
             log.info("task %s: %s", run.task_id, outcome.status.value)
             self.updates.status_changed(run.task_id, outcome.status, run.attempt, outcome.progress)
@@ -328,6 +352,7 @@ class Runner:
             await tg.start(heartbeat_loop, self)
             await tg.start(sweeper_loop, self)
             await tg.start(cancel_listener, self)
+            await tg.start(self.admission.run)
             await tg.start(self.loop_lag.run)
             task_status.started()
 
@@ -335,7 +360,6 @@ class Runner:
         """Stops admitting, lets runs finish for `grace_s`, stops the rest and hands every
         unfinished task of this replica back so that any replica takes it over at once."""
         self.accepting = False
-        self._waiting.clear()
         with anyio.move_on_after(grace_s):
             while self._runs:
                 await self._runs_changed.wait()
@@ -348,6 +372,8 @@ class Runner:
             try:
                 released = await self.store.release_all(owner=self.replica_id)
                 log.info("released %d unfinished tasks for other replicas", released)
+                if released:
+                    await self.admission.publish()
             except Exception as exc:
                 log.warning("could not release the unfinished tasks: %s", exc)
             # What the ended runs queued goes out before this replica's counts are dropped.

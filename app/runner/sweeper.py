@@ -4,6 +4,7 @@ that died, or tasks handed back on shutdown) and moves each on exactly once."""
 import contextlib
 import logging
 import secrets
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import anyio
@@ -12,6 +13,7 @@ from redis.exceptions import RedisError
 
 from app.domain.models import StoredTask, utcnow
 from app.domain.models import TaskStatus as Status
+from app.domain.policy import Policy
 from app.runner.loops import every
 from app.store import Takeover
 
@@ -43,20 +45,25 @@ async def _unlock(runner: "Runner", token: str) -> None:
         await runner.live.client.eval(RELEASE_LOCK, 1, runner.live.keys.sweeper_lock, token)
 
 
-def plan_for(task: StoredTask, *, replica_id: str, max_attempts: int) -> Takeover:
-    """The fate of one abandoned task: cancelled (asked), failed (attempts used up), or
-    pending again on this replica."""
+def plan_for(task: StoredTask, *, replica_id: str, policy: Policy) -> Takeover:
+    """The fate of one abandoned task: cancelled (asked), failed (lost, and no attempt
+    left for it), or back in the queue (a lost run retried after its backoff)."""
     holder = task.owner or "none (handed back)"
     ended = {"finished_at": utcnow()}
     if task.cancel_requested:
         return Takeover(task, Status.CANCELLED, {"error": "cancelled while unowned", **ended})
-    if task.status is Status.RUNNING and task.attempt >= max_attempts:
-        error = (
-            f"lost with replica {holder} during attempt {task.attempt}; "
-            f"all {max_attempts} attempts used"
-        )
+    if task.status is not Status.RUNNING:
+        return Takeover(task, Status.PENDING, {"owner": None})
+    lost = f"lost with replica {holder} during attempt {task.attempt}"
+    if task.attempt >= task.max_attempts:
+        error = f"{lost}; all {task.max_attempts} attempts used"
         return Takeover(task, Status.FAILED, {"error": error, **ended})
-    return Takeover(task, Status.PENDING, {"owner": replica_id})
+    if not policy.retries("lost", task.attempt, task.max_attempts):
+        return Takeover(task, Status.FAILED, {"error": f"{lost}; not retried", **ended})
+    retry_at = utcnow() + timedelta(seconds=policy.backoff_s(task.attempt))
+    return Takeover(
+        task, Status.PENDING, {"owner": None, "error": lost, "next_attempt_at": retry_at}
+    )
 
 
 async def sweep_once(runner: "Runner") -> None:
@@ -71,17 +78,14 @@ async def sweep_once(runner: "Runner") -> None:
             await runner.live.forget_replica(replica, runner.registry.names())
         if not runner.accepting:
             return
-        room = settings.max_pending - runner.waiting_count
-        plans = []
-        for task in await runner.store.expired_tasks():
-            if task.owner == runner.replica_id:
-                continue  # our own lease lapsed (database away); never adopt from ourselves
-            plan = plan_for(task, replica_id=runner.replica_id, max_attempts=settings.max_attempts)
-            if plan.to_status is Status.PENDING:
-                if room <= 0:
-                    continue  # full here: another replica takes it
-                room -= 1
-            plans.append(plan)
+        plans = [
+            plan_for(
+                task, replica_id=runner.replica_id, policy=runner.policies.policy(task.algorithm)
+            )
+            for task in await runner.store.expired_tasks()
+            # our own lease lapsed (database away): never take over from ourselves
+            if task.owner != runner.replica_id
+        ]
         if not plans:
             return
         applied = await runner.store.take_over(plans=plans, replica=runner.replica_id)
@@ -90,9 +94,9 @@ async def sweep_once(runner: "Runner") -> None:
         for plan in applied:
             task = plan.task
             log.warning("task %s of replica %s: %s", task.task_id, task.owner, plan.to_status.value)
-            if plan.to_status is Status.PENDING:
-                runner.enqueue(task.task_id)
             runner.updates.status_changed(task.task_id, plan.to_status, task.attempt)
+        if any(plan.to_status is Status.PENDING for plan in applied):
+            await runner.admission.publish()  # back in the queue: any free replica takes it
     finally:
         await _unlock(runner, token)
 

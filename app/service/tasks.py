@@ -11,6 +11,7 @@ from app.algorithms.registry import Registry
 from app.core.config import Settings
 from app.domain.errors import Conflict, InvalidRequest, NotFound, StoreUnavailable
 from app.domain.models import (
+    AttemptPublic,
     StoredTask,
     TaskCreate,
     TaskPage,
@@ -38,27 +39,51 @@ class TaskService:
     updates: UpdateHub
 
     async def create(self, request: TaskCreate) -> TaskPublic:
-        """Stores the task (committed before this returns) and hands it to the runner."""
+        """Stores the task (committed before this returns); its run starts at once when
+        this replica has a free slot and its algorithm room, else it waits in the queue."""
         self.registry.validate(request.algorithm, request.input)
-        timeout_s = request.timeout_s or self.settings.task_timeout_s
-        if timeout_s > self.settings.max_timeout_s:
-            raise InvalidRequest(f"timeout_s must be at most {self.settings.max_timeout_s}")
-        self.runner.check_capacity()
+        policy = self.runner.policies.policy(request.algorithm)
+        timeout_s = request.timeout_s or policy.timeout_s
+        if timeout_s > policy.max_timeout_s:
+            raise InvalidRequest(f"timeout_s must be at most {policy.max_timeout_s}")
+        self.runner.check_capacity(request.algorithm)
         task = StoredTask(
             task_id=new_task_id(),
             algorithm=request.algorithm,
             status=TaskStatus.PENDING,
             input=request.input,
             timeout_s=timeout_s,
+            max_attempts=policy.max_attempts,
+            priority=policy.priority if request.priority is None else request.priority,
             created_at=utcnow(),
-            owner=self.runner.replica_id,
         )
+        reserved = self.runner.reserve_slot()
+        start_for = self.runner.replica_id if reserved else None
+        configured = self.runner.policies.configured.get(request.algorithm)
         try:
-            await self.store.insert_task(task=task)
+            task = await self.store.insert_task(task=task, start_for=start_for, policy=configured)
         except (SQLAlchemyError, OSError) as exc:
+            if reserved:
+                self.runner.release_slot()
             raise StoreUnavailable(f"the database could not store the task: {exc}") from exc
-        self.runner.enqueue(task.task_id)
+        self.runner.created(task, reserved=reserved)
         return TaskPublic.model_validate(task, from_attributes=True)
+
+    async def attempts(self, task_id: str) -> list[AttemptPublic]:
+        """Every run of the task: the ended ones, then the one under way."""
+        task = await self._load(task_id)
+        ended = await self.store.attempts(task_id=task_id)
+        if task.status is TaskStatus.RUNNING and all(a.attempt != task.attempt for a in ended):
+            current = AttemptPublic(
+                attempt=task.attempt,
+                status=TaskStatus.RUNNING.value,
+                error=None,
+                replica=task.owner,
+                started_at=task.started_at,
+                finished_at=None,
+            )
+            ended.append(current)
+        return ended
 
     async def _load(self, task_id: str) -> StoredTask:
         task = await self.store.get_task(task_id=task_id)
@@ -72,8 +97,11 @@ class TaskService:
         running = [task.task_id for task in tasks if task.status is TaskStatus.RUNNING]
         live = await self.live.progress_and_heartbeats(running)
         shown = []
+        now = utcnow()
         for task in tasks:
             public = TaskPublic.model_validate(task, from_attributes=True)
+            if task.status is TaskStatus.PENDING:
+                public.paused = self.runner.policies.policy(task.algorithm).paused_at(now)
             if task.task_id in live:
                 progress, public.heartbeat_at = live[task.task_id]
                 local = self.runner.local_progress(task.task_id)
@@ -115,20 +143,17 @@ class TaskService:
             task = await self._load(task_id)
             raise Conflict(f"task {task_id} already finished: {task.status.value}")
         run = await self.runner.cancel_local(task_id)
+        if run is None and await self.store.cancel_pending(
+            task_id=task_id, replica=self.runner.replica_id
+        ):  # its run ended meanwhile and it waits for another attempt
+            self.updates.status_changed(task_id, TaskStatus.CANCELLED, task.attempt)
+            return await self.get(task_id)
         if run is None:
             await publish_cancel(self.runner, task_id)
         else:
             with anyio.move_on_after(CANCEL_WAIT_S):
                 await run.ended.wait()
         return await self.get(task_id)
-
-    async def algorithms(self) -> list[dict[str, Any]]:
-        names = self.registry.names()
-        active = await self.live.active_counts(names)
-        return [
-            {"name": name, "active": active.get(name, 0), "max_active": self.settings.max_active}
-            for name in names
-        ]
 
     async def stats(self) -> dict[str, Any]:
         active = await self.live.active_counts(self.registry.names())

@@ -1,6 +1,6 @@
 """/v1/tasks: create, read, list, cancel."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
 
@@ -47,6 +47,13 @@ async def list_tasks(
 @router.get("/{task_id}", response_model=TaskPublic, responses=error_responses(404, 503))
 async def get_task(task_id: TaskIdDep, service: ServiceDep) -> TaskPublic:
     return await service.get(task_id)
+
+
+@router.get("/{task_id}/attempts", responses=error_responses(404, 503))
+async def task_attempts(task_id: TaskIdDep, service: ServiceDep) -> dict[str, Any]:
+    """Every run of the task, first first: how each ended, where and when."""
+    attempts = await service.attempts(task_id)
+    return {"items": [attempt.model_dump(mode="json") for attempt in attempts]}
 
 
 @router.post(

@@ -1,0 +1,189 @@
+"""Admission: the database is the one queue, and a replica with free run slots takes the
+next due tasks from it (app.store.claims), within each algorithm's cluster-wide limit.
+
+A replica learns at once that work waits through a hint on Redis pub/sub (published by
+whoever queued it); a slow periodic look catches what a lost hint missed, and a local
+timer wakes it when a retry it scheduled or a pause falls due. The policies in force are
+read again from the database at least every POLICY_REFRESH_S, so a change made on any
+replica is in force on all of them within a second.
+"""
+
+import logging
+import math
+import time
+from datetime import datetime
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from anyio.abc import TaskStatus
+from pydantic import ValidationError
+
+from app.domain.errors import InvalidRequest, NotFound
+from app.domain.models import TaskStatus as Status
+from app.domain.models import utcnow
+from app.domain.policy import Policy, PolicyFields
+from app.runner.loops import every, report_fault
+from app.store.policies import in_force
+
+if TYPE_CHECKING:
+    from app.runner.runner import Runner
+
+log = logging.getLogger(__name__)
+PERIODIC_LOOK_S = 2.0
+POLICY_REFRESH_S = 0.5
+RECONNECT_DELAY_S = 1.0
+READ_TIMEOUT_S = 1.0
+HINT_WORK, HINT_POLICY = "work", "policy"
+
+
+class PolicyBook:
+    """The policies in force on this replica: configuration, then the database's fields."""
+
+    def __init__(self, runner: "Runner") -> None:
+        self.runner = runner
+        names = runner.registry.names()
+        self.configured = {name: runner.settings.policy_of(name) for name in names}
+        self.current = dict(self.configured)
+
+    def policy(self, name: str) -> Policy:
+        """The policy in force (the configured defaults for an algorithm not registered)."""
+        return self.current.get(name) or self.runner.settings.policy_of(name)
+
+    async def refresh(self) -> None:
+        stored = await self.runner.store.policy_fields()
+        self.current = {
+            name: in_force(policy, stored.get(name, {})) for name, policy in self.configured.items()
+        }
+
+    async def change(self, name: str, changes: dict[str, Any]) -> Policy:
+        """Validates and stores a change (None resets a field to its configured value), then
+        tells every replica; InvalidRequest names the field at fault."""
+        if name not in self.configured:
+            raise NotFound(f"no algorithm {name!r}")
+        try:
+            given = PolicyFields.model_validate(changes).given()
+            wanted = {key: given.get(key) for key in changes}
+            stored = await self.runner.store.policy_fields()
+            merged = {**stored.get(name, {}), **wanted}
+            self.configured[name].with_fields({k: v for k, v in merged.items() if v is not None})
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            field = ".".join(str(part) for part in error["loc"]) or "body"
+            raise InvalidRequest(f"{field}: {error['msg']}") from None
+        await self.runner.store.change_policy(name=name, changes=wanted)
+        await self.refresh()
+        await self.runner.admission.publish(HINT_POLICY)
+        return self.current[name]
+
+
+class Admission:
+    """Takes due tasks from the queue into this replica's free run slots."""
+
+    def __init__(self, runner: "Runner") -> None:
+        self.runner = runner
+        self._wake = anyio.Event()
+        self._due_s: list[float] = []  # monotonic times a local retry or pause ends
+        self.figures: dict[str, tuple[int, int]] = {}  # algorithm -> (running, waiting)
+
+    def wake(self) -> None:
+        """Looks at the queue again soon (coalesced: one look for many wakes)."""
+        self._wake.set()
+
+    def wake_at(self, at: datetime) -> None:
+        delay_s = max(0.0, (at - utcnow()).total_seconds())
+        self._due_s.append(time.monotonic() + delay_s)
+
+    def queued(self, algorithm: str) -> None:
+        """Counts a task this replica queued now, before the next look counts it."""
+        running, waiting = self.figures.get(algorithm, (0, 0))
+        self.figures[algorithm] = (running, waiting + 1)
+
+    def waiting(self, algorithm: str) -> int:
+        return self.figures.get(algorithm, (0, 0))[1]
+
+    async def publish(self, hint: str = HINT_WORK) -> None:
+        """Tells every replica (this one too) that work waits or a policy changed; a lost
+        hint only delays things until the periodic look."""
+        self.wake()
+        live = self.runner.live
+        try:
+            await live.client.publish(live.keys.work_channel, hint)
+        except Exception as exc:
+            report_fault("work hint", exc)
+
+    def _next_look_s(self) -> float:
+        now = time.monotonic()
+        self._due_s = [due for due in self._due_s if due > now - 1.0]
+        pauses = [p.paused_until for p in self.runner.policies.current.values() if p.paused]
+        for until in pauses:
+            if until is not None:
+                self._due_s.append(time.monotonic() + (until - utcnow()).total_seconds())
+        upcoming = [due - now for due in self._due_s if due > now]
+        return min([PERIODIC_LOOK_S, *upcoming])
+
+    async def admit_once(self) -> int:
+        """One claim for the free slots; returns how many runs it started."""
+        runner = self.runner
+        slots = runner.free_slots
+        if not runner.accepting or slots <= 0:
+            return 0
+        started, cancelled = await runner.store.claim(
+            owner=runner.replica_id, base=runner.policies.configured, slots=slots
+        )
+        for task in cancelled:
+            runner.updates.status_changed(task.task_id, Status.CANCELLED, task.attempt)
+        for task in started:
+            runner.start_claimed(task)
+        if len(started) == slots:
+            self.wake()  # the queue may hold more for the slots that free up next
+        return len(started)
+
+    async def _admit_loop(self) -> None:
+        while True:
+            with anyio.move_on_after(self._next_look_s()):
+                await self._wake.wait()
+            self._wake = anyio.Event()
+            try:
+                await self.admit_once()
+            except Exception as exc:
+                report_fault("admission", exc)
+                await anyio.sleep(RECONNECT_DELAY_S)
+
+    async def _refresh(self) -> None:
+        await self.runner.policies.refresh()
+        self.figures = await self.runner.store.queue_figures()
+
+    async def _hint_listener(self) -> None:
+        live = self.runner.live
+        while True:
+            try:
+                async with live.client.pubsub() as pubsub:
+                    await pubsub.subscribe(live.keys.work_channel)
+                    while True:
+                        message = await pubsub.get_message(
+                            ignore_subscribe_messages=True, timeout=READ_TIMEOUT_S
+                        )
+                        if message is None or message["type"] != "message":
+                            continue
+                        if str(message["data"]) == HINT_POLICY:
+                            await self.runner.policies.refresh()
+                        self.wake()
+            except Exception as exc:
+                report_fault("work hints (resubscribing)", exc)
+                await anyio.sleep(RECONNECT_DELAY_S)
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        await self.runner.store.ensure_policies(names=sorted(self.runner.policies.configured))
+        await self._refresh()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._hint_listener)
+            tg.start_soon(partial(every, POLICY_REFRESH_S, self._refresh, what="policy refresh"))
+            tg.start_soon(self._admit_loop)
+            self.wake()  # what waited while no replica was up
+            task_status.started()
+
+
+def retry_after_s(policy: Policy) -> int:
+    """The Retry-After of a create refused because the algorithm's backlog is full."""
+    return max(1, math.ceil(policy.poll_interval_s))
