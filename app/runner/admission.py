@@ -2,10 +2,11 @@
 next due tasks from it (app.store.claims), within each algorithm's cluster-wide limit.
 
 A replica learns at once that work waits through a hint on Redis pub/sub (published by
-whoever queued it); a slow periodic look catches what a lost hint missed, and a local
-timer wakes it when a retry it scheduled or a pause falls due. The policies in force are
-read again from the database at least every POLICY_REFRESH_S, so a change made on any
-replica is in force on all of them within a second.
+whoever queued it, received through the replica's one subscription); a slow periodic
+look catches what a lost hint missed, and a local timer wakes it when a retry it
+scheduled or a pause falls due. The policies in force are read again from the database
+at least every POLICY_REFRESH_S, so a change made on any replica is in force on all of
+them within a second.
 """
 
 import logging
@@ -19,11 +20,11 @@ import anyio
 from anyio.abc import TaskStatus
 from pydantic import ValidationError
 
+from app.core.faults import every, report_fault
 from app.domain.errors import InvalidRequest, NotFound
 from app.domain.models import TaskStatus as Status
 from app.domain.models import utcnow
 from app.domain.policy import Policy, PolicyFields
-from app.runner.loops import every, report_fault
 from app.store.policies import in_force
 
 if TYPE_CHECKING:
@@ -32,8 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 PERIODIC_LOOK_S = 2.0
 POLICY_REFRESH_S = 0.5
-RECONNECT_DELAY_S = 1.0
-READ_TIMEOUT_S = 1.0
+FAULT_DELAY_S = 1.0
 HINT_WORK, HINT_POLICY = "work", "policy"
 
 
@@ -148,36 +148,22 @@ class Admission:
                 await self.admit_once()
             except Exception as exc:
                 report_fault("admission", exc)
-                await anyio.sleep(RECONNECT_DELAY_S)
+                await anyio.sleep(FAULT_DELAY_S)
 
     async def _refresh(self) -> None:
         await self.runner.policies.refresh()
         self.figures = await self.runner.store.queue_figures()
 
-    async def _hint_listener(self) -> None:
-        live = self.runner.live
-        while True:
-            try:
-                async with live.client.pubsub() as pubsub:
-                    await pubsub.subscribe(live.keys.work_channel)
-                    while True:
-                        message = await pubsub.get_message(
-                            ignore_subscribe_messages=True, timeout=READ_TIMEOUT_S
-                        )
-                        if message is None or message["type"] != "message":
-                            continue
-                        if str(message["data"]) == HINT_POLICY:
-                            await self.runner.policies.refresh()
-                        self.wake()
-            except Exception as exc:
-                report_fault("work hints (resubscribing)", exc)
-                await anyio.sleep(RECONNECT_DELAY_S)
+    async def on_hint(self, hint: str) -> None:
+        """A hint from the replicas' one subscription (app.live.subscriber)."""
+        if hint == HINT_POLICY:
+            await self.runner.policies.refresh()
+        self.wake()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         await self.runner.store.ensure_policies(names=sorted(self.runner.policies.configured))
         await self._refresh()
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self._hint_listener)
             tg.start_soon(partial(every, POLICY_REFRESH_S, self._refresh, what="policy refresh"))
             tg.start_soon(self._admit_loop)
             self.wake()  # what waited while no replica was up

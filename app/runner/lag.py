@@ -8,7 +8,7 @@ import math
 from collections import deque
 
 import anyio
-from anyio.abc import TaskStatus
+import anyio.abc
 
 SAMPLE_INTERVAL_S = 0.05
 # 200 samples of 50 ms: the figures cover about the last 10 s (five heartbeat ticks).
@@ -35,7 +35,9 @@ class LoopLagMonitor:
     def record(self, lag_ms: float) -> None:
         self._lag_ms.append(max(0.0, lag_ms))
 
-    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         """Samples until cancelled; started with `tg.start`."""
         task_status.started()
         while True:

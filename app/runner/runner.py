@@ -14,15 +14,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-from anyio.abc import TaskGroup, TaskStatus
+import anyio.abc
+from anyio.abc import TaskGroup
 
 from app.algorithms.base import Algorithm, AlgorithmError, InputRejected, PollFailed
 from app.algorithms.registry import Registry
+from app.core.backoff import Backoff
 from app.core.config import Settings
 from app.domain.errors import InvalidRequest, Saturated, StoreUnavailable
-from app.domain.models import StoredTask
-from app.domain.models import TaskStatus as Status
+from app.domain.models import StoredTask, TaskStatus
 from app.domain.outcome import Outcome
+from app.domain.policy import Policy
 from app.live.state import LiveState
 from app.live.updates import UpdateHub
 from app.runner.admission import Admission, PolicyBook, retry_after_s
@@ -33,6 +35,8 @@ from app.store import TaskStore, lease_deadline
 log = logging.getLogger(__name__)
 CLEANUP_TIMEOUT_S = 5.0
 FINAL_WRITE_RETRY_S = 300.0
+FINAL_WRITE_FIRST_RETRY_S = 0.5
+FINAL_WRITE_MAX_RETRY_S = 5.0
 POLL_JITTER = 0.1
 
 
@@ -79,8 +83,6 @@ class Runner:
         self._tg: TaskGroup | None = None
         self._runs_changed = anyio.Event()
         self._saved_progress: dict[str, tuple[int, int]] = {}
-        self.last_progress_save_s = 0.0
-        self.last_renewal_s = time.monotonic()
         self._active: Counter[str] = Counter()
         self.loop_lag = LoopLagMonitor()
         self.policies = PolicyBook(self)
@@ -128,7 +130,7 @@ class Runner:
         queue, tells the replicas (this one too) to look."""
         if reserved:
             self.release_slot()
-        if task.status is Status.RUNNING and task.owner == self.replica_id:
+        if task.status is TaskStatus.RUNNING and task.owner == self.replica_id:
             self.start_claimed(task)
         elif self._tg is not None:
             self.admission.queued(task.algorithm)
@@ -194,7 +196,7 @@ class Runner:
             log.exception("task %s: the run failed on an unexpected error", run.task_id)
             if run.attempt and not run.persisting:
                 error = f"internal error: {type(exc).__name__}: {exc}"
-                await self._persist(run, Outcome(Status.FAILED, run.progress, error=error))
+                await self._persist(run, Outcome(TaskStatus.FAILED, run.progress, error=error))
         finally:
             self._runs.pop(run.task_id, None)
             self._saved_progress.pop(run.task_id, None)
@@ -216,7 +218,7 @@ class Runner:
         try:
             adapter = self.registry.get(task.algorithm)
         except InvalidRequest as exc:
-            await self._persist(run, Outcome(Status.FAILED, 0, error=str(exc), retryable=False))
+            await self._persist(run, Outcome(TaskStatus.FAILED, 0, error=str(exc), retryable=False))
             return
         run.adapter = adapter
         run.started_s = time.monotonic()
@@ -229,17 +231,17 @@ class Runner:
         the run is under way: once its job was submitted."""
         self.live.started(run.task_id, run.algorithm, self._active[run.algorithm])
         log.info("task %s: attempt %d started", run.task_id, run.attempt)
-        self.updates.status_changed(run.task_id, Status.RUNNING, run.attempt)
+        self.updates.status_changed(run.task_id, TaskStatus.RUNNING, run.attempt)
 
     async def _drive(self, run: LocalRun, adapter: Algorithm, task: StoredTask) -> Outcome:
         if run.cancel_requested:
-            return Outcome(Status.CANCELLED, 0, error="cancelled before it started")
+            return Outcome(TaskStatus.CANCELLED, 0, error="cancelled before it started")
         try:
             run.handle = await adapter.submit(task.input, task_id=task.task_id, attempt=run.attempt)
         except InputRejected as exc:
-            return Outcome(Status.FAILED, 0, error=f"input refused: {exc}", retryable=False)
+            return Outcome(TaskStatus.FAILED, 0, error=f"input refused: {exc}", retryable=False)
         except AlgorithmError as exc:
-            return Outcome(Status.FAILED, 0, error=f"submit failed: {exc}")
+            return Outcome(TaskStatus.FAILED, 0, error=f"submit failed: {exc}")
         job_finished = False
         try:
             self._announce_running(run)
@@ -250,7 +252,7 @@ class Runner:
                 job_finished = True
                 return outcome
             return Outcome(
-                Status.TIMED_OUT,
+                TaskStatus.TIMED_OUT,
                 run.progress,
                 error=f"timed out after {task.timeout_s} s",
                 poll_failures=run.poll_failures,
@@ -276,7 +278,7 @@ class Runner:
                 failures_in_a_row += 1
                 if failures_in_a_row > self.settings.poll_max_retries:
                     return Outcome(
-                        Status.FAILED,
+                        TaskStatus.FAILED,
                         run.progress,
                         error=f"gave up after {failures_in_a_row} failed polls in a row "
                         f"(limit {self.settings.poll_max_retries} retries): {exc}",
@@ -300,7 +302,7 @@ class Runner:
         retry_at = (
             None if cancelled else next_attempt_at(policy, outcome, run.attempt, run.max_attempts)
         )
-        delay_s = 0.5
+        backoff = Backoff(FINAL_WRITE_FIRST_RETRY_S, FINAL_WRITE_MAX_RETRY_S)
         with anyio.move_on_after(FINAL_WRITE_RETRY_S) as scope:
             while True:
                 try:
@@ -314,8 +316,7 @@ class Runner:
                     break
                 except Exception as exc:
                     log.warning("task %s: final write failed, retrying: %s", run.task_id, exc)
-                    await anyio.sleep(delay_s)
-                    delay_s = min(delay_s * 2, 5.0)
+                    await anyio.sleep(backoff.next_delay_s())
         if scope.cancelled_caught:
             log.error("task %s: outcome %s lost: database away", run.task_id, outcome.status)
         elif won and retry_at is not None:
@@ -327,7 +328,7 @@ class Runner:
                 retry_at.isoformat(),
             )
             self.admission.wake_at(retry_at)
-            self.updates.status_changed(run.task_id, Status.PENDING, run.attempt, 0)
+            self.updates.status_changed(run.task_id, TaskStatus.PENDING, run.attempt, 0)
         elif won:
             log.info("task %s: %s", run.task_id, outcome.status.value)
             self.updates.status_changed(run.task_id, outcome.status, run.attempt, outcome.progress)
@@ -336,29 +337,26 @@ class Runner:
 
     # ----- the replica's loops ---------------------------------------------------------
 
-    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Owns every run of this replica; started by the app's lifespan with `tg.start`."""
-        from app.runner.cancels import cancel_listener
-        from app.runner.heartbeat import heartbeat_loop
-        from app.runner.sweeper import sweeper_loop
-
-        # The lease comes first: a task this replica owns is never without one.
-        self.last_renewal_s = time.monotonic()
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Owns every run of this replica; started by the composition root with `tg.start`.
+        The lease comes first: a task this replica owns is never without one."""
         lease_until = lease_deadline(self.settings.lease_duration_s)
         await self.store.join(replica_id=self.replica_id, lease_until=lease_until)
         async with anyio.create_task_group() as tg:
             self._tg = tg
             self.accepting = True
-            await tg.start(heartbeat_loop, self)
-            await tg.start(sweeper_loop, self)
-            await tg.start(cancel_listener, self)
-            await tg.start(self.admission.run)
-            await tg.start(self.loop_lag.run)
             task_status.started()
+            await anyio.sleep_forever()
 
     async def drain(self, grace_s: float) -> None:
-        """Stops admitting, lets runs finish for `grace_s`, stops the rest and hands every
-        unfinished task of this replica back so that any replica takes it over at once."""
+        """`stop_runs`, then `hand_back`."""
+        await self.stop_runs(grace_s)
+        await self.hand_back()
+
+    async def stop_runs(self, grace_s: float) -> None:
+        """Stops admitting, lets runs finish for `grace_s` and stops the rest."""
         self.accepting = False
         with anyio.move_on_after(grace_s):
             while self._runs:
@@ -368,6 +366,10 @@ class Runner:
         with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_TIMEOUT_S):
             while self._runs:
                 await self._runs_changed.wait()
+
+    async def hand_back(self) -> None:
+        """Hands every unfinished task of this replica back, so that any replica takes it
+        over at once, drops this replica's live counts, and ends the runner."""
         with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_TIMEOUT_S):
             try:
                 released = await self.store.release_all(owner=self.replica_id)
@@ -379,9 +381,25 @@ class Runner:
             # What the ended runs queued goes out before this replica's counts are dropped.
             await self.live.run_events.flush()
             await self.updates.outbox.flush()
-            await self.live.forget_replica(self.replica_id, self.registry.names())
+            await self.live.forget_replica(self.replica_id, self.algorithm_names())
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
+
+    def policy_of(self, algorithm: str) -> Policy:
+        return self.policies.policy(algorithm)
+
+    async def work_queued(self) -> None:
+        await self.admission.publish()
+
+    def is_local(self, task_id: str) -> bool:
+        return task_id in self._runs
+
+    def cancel_undelivered(self, task_id: str) -> bool:
+        run = self._runs.get(task_id)
+        return run is not None and not run.cancel_delivered
+
+    def algorithm_names(self) -> list[str]:
+        return self.registry.names()
 
     def active_counts(self) -> dict[str, int]:
         """This replica's running tasks per registered algorithm (zeros included)."""

@@ -1,48 +1,23 @@
 """The sweeper: finds unfinished tasks whose holder stopped renewing its lease (a replica
 that died, or tasks handed back on shutdown) and moves each on exactly once."""
 
-import contextlib
 import logging
 import secrets
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 import anyio
-from anyio.abc import TaskStatus
-from redis.exceptions import RedisError
+import anyio.abc
 
-from app.domain.models import StoredTask, utcnow
-from app.domain.models import TaskStatus as Status
+from app.core.config import Settings
+from app.core.faults import every
+from app.domain.models import StoredTask, TaskStatus, utcnow
 from app.domain.policy import Policy
-from app.runner.loops import every
-from app.store import Takeover
-
-if TYPE_CHECKING:
-    from app.runner.runner import Runner
+from app.live.state import LiveState
+from app.live.updates import UpdateHub
+from app.runner.local_runs import LocalRuns
+from app.store import Takeover, TaskStore
 
 log = logging.getLogger(__name__)
-
-# Releases the lock only if this replica still holds it.
-RELEASE_LOCK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-
-async def _try_lock(runner: "Runner", token: str, ttl_s: float) -> bool:
-    """Only one replica sweeps at a time; without Redis, sweep anyway (updates are CAS)."""
-    try:
-        acquired = await runner.live.client.set(
-            runner.live.keys.sweeper_lock, token, nx=True, px=int(ttl_s * 1000)
-        )
-        return bool(acquired)
-    except (RedisError, OSError):
-        return True
-
-
-async def _unlock(runner: "Runner", token: str) -> None:
-    with contextlib.suppress(RedisError, OSError):
-        await runner.live.client.eval(RELEASE_LOCK, 1, runner.live.keys.sweeper_lock, token)
 
 
 def plan_for(task: StoredTask, *, replica_id: str, policy: Policy) -> Takeover:
@@ -51,59 +26,79 @@ def plan_for(task: StoredTask, *, replica_id: str, policy: Policy) -> Takeover:
     holder = task.owner or "none (handed back)"
     ended = {"finished_at": utcnow()}
     if task.cancel_requested:
-        return Takeover(task, Status.CANCELLED, {"error": "cancelled while unowned", **ended})
-    if task.status is not Status.RUNNING:
-        return Takeover(task, Status.PENDING, {"owner": None})
+        return Takeover(task, TaskStatus.CANCELLED, {"error": "cancelled while unowned", **ended})
+    if task.status is not TaskStatus.RUNNING:
+        return Takeover(task, TaskStatus.PENDING, {"owner": None})
     lost = f"lost with replica {holder} during attempt {task.attempt}"
     if task.attempt >= task.max_attempts:
         error = f"{lost}; all {task.max_attempts} attempts used"
-        return Takeover(task, Status.FAILED, {"error": error, **ended})
+        return Takeover(task, TaskStatus.FAILED, {"error": error, **ended})
     if not policy.retries("lost", task.attempt, task.max_attempts):
-        return Takeover(task, Status.FAILED, {"error": f"{lost}; not retried", **ended})
+        return Takeover(task, TaskStatus.FAILED, {"error": f"{lost}; not retried", **ended})
     retry_at = utcnow() + timedelta(seconds=policy.backoff_s(task.attempt))
-    return Takeover(
-        task, Status.PENDING, {"owner": None, "error": lost, "next_attempt_at": retry_at}
-    )
+    values = {"owner": None, "error": lost, "next_attempt_at": retry_at}
+    return Takeover(task, TaskStatus.PENDING, values)
 
 
-async def sweep_once(runner: "Runner") -> None:
-    settings = runner.settings
-    token = secrets.token_hex(8)
-    ttl_s = max(settings.heartbeat_interval_s * 2, 5.0)
-    if not await _try_lock(runner, token, ttl_s):
-        return
-    try:
-        for replica in await runner.live.dead_replicas(silent_for_s=settings.lease_duration_s):
-            log.warning("replica %s stopped beating; its active counts are dropped", replica)
-            await runner.live.forget_replica(replica, runner.registry.names())
-        if not runner.accepting:
+class Sweeper:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: TaskStore,
+        live: LiveState,
+        updates: UpdateHub,
+        runs: LocalRuns,
+        replica_id: str,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._live = live
+        self._updates = updates
+        self._runs = runs
+        self._replica_id = replica_id
+
+    async def sweep_once(self) -> None:
+        token = secrets.token_hex(8)
+        ttl_s = max(self._settings.heartbeat_interval_s * 2, 5.0)
+        if not await self._live.take_sweeper_lock(token, ttl_s):
             return
+        try:
+            await self._forget_silent_replicas()
+            if self._runs.accepting:
+                await self._take_over_abandoned()
+        finally:
+            await self._live.release_sweeper_lock(token)
+
+    async def _forget_silent_replicas(self) -> None:
+        silent_for_s = self._settings.lease_duration_s
+        for replica in await self._live.dead_replicas(silent_for_s=silent_for_s):
+            log.warning("replica %s stopped beating; its active counts are dropped", replica)
+            await self._live.forget_replica(replica, self._runs.algorithm_names())
+
+    async def _take_over_abandoned(self) -> None:
         plans = [
-            plan_for(
-                task, replica_id=runner.replica_id, policy=runner.policies.policy(task.algorithm)
-            )
-            for task in await runner.store.expired_tasks()
+            plan_for(task, replica_id=self._replica_id, policy=self._runs.policy_of(task.algorithm))
+            for task in await self._store.expired_tasks()
             # our own lease lapsed (database away): never take over from ourselves
-            if task.owner != runner.replica_id
+            if task.owner != self._replica_id
         ]
         if not plans:
             return
-        applied = await runner.store.take_over(plans=plans, replica=runner.replica_id)
+        applied = await self._store.take_over(plans=plans, replica=self._replica_id)
         # The lost runs' heartbeats would look stale to monitors until a new run beats.
-        await runner.live.clear([plan.task.task_id for plan in applied])
+        await self._live.clear([plan.task.task_id for plan in applied])
         for plan in applied:
             task = plan.task
             log.warning("task %s of replica %s: %s", task.task_id, task.owner, plan.to_status.value)
-            runner.updates.status_changed(task.task_id, plan.to_status, task.attempt)
-        if any(plan.to_status is Status.PENDING for plan in applied):
-            await runner.admission.publish()  # back in the queue: any free replica takes it
-    finally:
-        await _unlock(runner, token)
+            self._updates.status_changed(task.task_id, plan.to_status, task.attempt)
+        if any(plan.to_status is TaskStatus.PENDING for plan in applied):
+            await self._runs.work_queued()  # back in the queue: any free replica takes it
 
-
-async def sweeper_loop(
-    runner: "Runner", *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
-) -> None:
-    task_status.started()
-    # Twice per heartbeat: a dead replica's tasks move on soon after its lease lapses.
-    await every(runner.settings.heartbeat_interval_s / 2, lambda: sweep_once(runner), what="sweep")
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        task_status.started()
+        # Twice per heartbeat: a dead replica's tasks move on soon after its lease lapses.
+        interval_s = self._settings.heartbeat_interval_s / 2
+        await every(interval_s, self.sweep_once, what="sweep")

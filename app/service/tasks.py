@@ -22,7 +22,6 @@ from app.domain.models import (
 )
 from app.live.state import LiveState
 from app.live.updates import UpdateHub
-from app.runner.cancels import publish_cancel
 from app.runner.runner import Runner
 from app.store import TaskStore
 
@@ -149,7 +148,7 @@ class TaskService:
             self.updates.status_changed(task_id, TaskStatus.CANCELLED, task.attempt)
             return await self.get(task_id)
         if run is None:
-            await publish_cancel(self.runner, task_id)
+            await self.live.publish_cancel(task_id)
         else:
             with anyio.move_on_after(CANCEL_WAIT_S):
                 await run.ended.wait()
