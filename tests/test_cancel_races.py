@@ -57,8 +57,8 @@ async def test_a_cancel_after_the_takeover_committed_ends_the_task_at_its_start(
         ("running", "pending"),
         ("pending", "cancelled"),
     ]
-    started, _ = await context.store.claim(owner="sweeper", base={"hello": HELLO}, slots=10)
-    assert task_id not in [task.task_id for task in started]
+    claim = await context.store.claim(owner="sweeper", base={"hello": HELLO}, slots=10)
+    assert task_id not in [task.task_id for task in claim.started]
 
 
 async def test_a_cancel_sent_while_the_takeover_is_held_open_ends_cancelled(

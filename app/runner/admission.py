@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 PERIODIC_LOOK_S = 2.0
 POLICY_REFRESH_S = 0.5
+FIGURES_REFRESH_S = 2.0  # the backlog counts behind max_waiting's 429 (a read of the queue)
 FAULT_DELAY_S = 1.0
 HINT_WORK, HINT_POLICY = "work", "policy"
 
@@ -84,11 +85,20 @@ class Admission:
         self.runner = runner
         self._wake = anyio.Event()
         self._due_s: list[float] = []  # monotonic times a local retry or pause ends
+        # Whether the queue may hold due work this replica could take once a slot frees
+        # (a look that found none spares the database a claim at every run's end).
+        self._may_hold_work = True
         self.figures: dict[str, tuple[int, int]] = {}  # algorithm -> (running, waiting)
 
     def wake(self) -> None:
         """Looks at the queue again soon (coalesced: one look for many wakes)."""
+        self._may_hold_work = True
         self._wake.set()
+
+    def slot_freed(self) -> None:
+        """A local run ended: its slot (and the algorithm's room) is free for the queue."""
+        if self._may_hold_work:
+            self.wake()
 
     def wake_at(self, at: datetime) -> None:
         delay_s = max(0.0, (at - utcnow()).total_seconds())
@@ -128,16 +138,15 @@ class Admission:
         slots = runner.free_slots
         if not runner.accepting or slots <= 0:
             return 0
-        started, cancelled = await runner.store.claim(
+        claim = await runner.store.claim(
             owner=runner.replica_id, base=runner.policies.configured, slots=slots
         )
-        for task in cancelled:
+        for task in claim.cancelled:
             runner.updates.status_changed(task.task_id, Status.CANCELLED, task.attempt)
-        for task in started:
+        for task in claim.started:
             runner.start_claimed(task)
-        if len(started) == slots:
-            self.wake()  # the queue may hold more for the slots that free up next
-        return len(started)
+        self._may_hold_work = claim.more_waiting or len(claim.started) == slots
+        return len(claim.started)
 
     async def _admit_loop(self) -> None:
         while True:
@@ -152,6 +161,8 @@ class Admission:
 
     async def _refresh(self) -> None:
         await self.runner.policies.refresh()
+
+    async def _count(self) -> None:
         self.figures = await self.runner.store.queue_figures()
 
     async def on_hint(self, hint: str) -> None:
@@ -163,8 +174,10 @@ class Admission:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         await self.runner.store.ensure_policies(names=sorted(self.runner.policies.configured))
         await self._refresh()
+        await self._count()
         async with anyio.create_task_group() as tg:
             tg.start_soon(partial(every, POLICY_REFRESH_S, self._refresh, what="policy refresh"))
+            tg.start_soon(partial(every, FIGURES_REFRESH_S, self._count, what="queue figures"))
             tg.start_soon(self._admit_loop)
             self.wake()  # what waited while no replica was up
             task_status.started()

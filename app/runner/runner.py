@@ -206,7 +206,7 @@ class Runner:
             if run.adapter is not None:
                 self._active[run.algorithm] -= 1
                 self.live.finished(run.task_id, run.algorithm, self._active[run.algorithm])
-            self.admission.wake()
+            self.admission.slot_freed()
 
     async def _run_once(self, run: LocalRun, task: StoredTask) -> None:
         run.algorithm, run.attempt, run.max_attempts = (

@@ -96,11 +96,9 @@ class TaskStore:
 
     # ----- a run -----------------------------------------------------------------------
 
-    async def claim(
-        self, *, owner: str, base: Mapping[str, Policy], slots: int
-    ) -> tuple[list[StoredTask], list[StoredTask]]:
+    async def claim(self, *, owner: str, base: Mapping[str, Policy], slots: int) -> claims.Claim:
         """Up to `slots` due tasks moved to running for `owner` within each algorithm's
-        cluster-wide limit (started, and the waiting ones whose cancel was asked, ended)."""
+        cluster-wide limit (and the waiting ones whose cancel was asked, ended)."""
         return await self.db.write(
             lambda conn: claims.claim(conn, owner=owner, base=base, slots=slots)
         )

@@ -5,6 +5,8 @@ task; the algorithm's policy row is locked first, so its limit holds (app.store.
 """
 
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import Connection, and_, select, update
 
@@ -16,34 +18,49 @@ from app.store.runs import cancel_asked_pending
 from app.store.tables import task_from_row, tasks
 
 
-def claim(
-    conn: Connection, *, owner: str, base: Mapping[str, Policy], slots: int
-) -> tuple[list[StoredTask], list[StoredTask]]:
+@dataclass(frozen=True, slots=True)
+class Claim:
+    started: list[StoredTask]  # moved to running for the claimer
+    cancelled: list[StoredTask]  # waiting tasks whose cancel was asked, ended here
+    more_waiting: bool  # due tasks were left for want of room: look again when room frees
+
+
+def _more_due(conn: Connection, name: str, now: datetime) -> bool:
+    query = select(tasks.c.task_id).where(tasks.c.algorithm == name, due(now)).limit(1)
+    return conn.execute(query).first() is not None
+
+
+def claim(conn: Connection, *, owner: str, base: Mapping[str, Policy], slots: int) -> Claim:
     """Moves up to `slots` due tasks to running for `owner`, each algorithm within its
-    cluster-wide limit, highest priority first, then oldest; returns (started, cancelled):
-    waiting tasks whose cancel was asked end cancelled here."""
+    cluster-wide limit, highest priority first, then oldest; waiting tasks whose cancel
+    was asked end cancelled here."""
     now = utcnow()
     cancelled = cancel_asked_pending(
         conn, and_(tasks.c.owner.is_(None), tasks.c.algorithm.in_(sorted(base))), replica=owner
     )
     started: list[StoredTask] = []
+    more_waiting = False
     for name, policy in sorted(lock_policies(conn, base).items()):
+        if policy.paused_at(now):
+            continue  # its resume (a hint, or paused_until) wakes the replicas
         room = min(slots - len(started), room_for(conn, policy, now))
         if room <= 0:
+            more_waiting = more_waiting or _more_due(conn, name, now)
             continue
         next_due = (
             select(tasks.c.task_id)
             .where(tasks.c.algorithm == name, due(now), tasks.c.cancel_requested.is_(False))
             .order_by(tasks.c.priority.desc(), tasks.c.created_at, tasks.c.task_id)
-            .limit(room)
+            .limit(room + 1)  # one more tells whether any is left
             .with_for_update(skip_locked=True)
         )
         ids = list(conn.execute(next_due).scalars())
-        if not ids:
+        more_waiting = more_waiting or len(ids) > room
+        if not ids[:room]:
             continue
         statement = (
             update(tasks)
-            .where(tasks.c.task_id.in_(ids), due(now))
+            .where(tasks.c.task_id.in_(ids[:room]), due(now))
             .values(**start_values(owner, now))
             .returning(*tasks.c)
         )
@@ -52,4 +69,4 @@ def claim(
         conn,
         [(t.task_id, TaskStatus.PENDING, TaskStatus.RUNNING, owner, t.attempt) for t in started],
     )
-    return started, cancelled
+    return Claim(started, cancelled, more_waiting)
