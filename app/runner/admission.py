@@ -17,13 +17,14 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from anyio.abc import TaskStatus
+from anyio.abc import TaskGroup, TaskStatus
 from pydantic import ValidationError
 
 from app.core.faults import every, report_fault
-from app.domain.errors import InvalidRequest, NotFound
+from app.domain.errors import InvalidRequest, NotFound, Saturated, StoreUnavailable
+from app.domain.models import StoredTask, utcnow
 from app.domain.models import TaskStatus as Status
-from app.domain.models import utcnow
+from app.domain.outcome import Outcome
 from app.domain.policy import Policy, PolicyFields
 from app.store.policies import in_force
 
@@ -89,6 +90,7 @@ class Admission:
         # (a look that found none spares the database a claim at every run's end).
         self._may_hold_work = True
         self.figures: dict[str, tuple[int, int]] = {}  # algorithm -> (running, waiting)
+        self._group: TaskGroup | None = None
 
     def wake(self) -> None:
         """Looks at the queue again soon (coalesced: one look for many wakes)."""
@@ -99,6 +101,12 @@ class Admission:
         """A local run ended: its slot (and the algorithm's room) is free for the queue."""
         if self._may_hold_work:
             self.wake()
+
+    def retry_scheduled(self, task_id: str, attempt: int, outcome: Outcome, at: datetime) -> None:
+        """A local run ended into a retry: look again when it is due, and tell watchers."""
+        log.info("task %s: attempt %d %s; next at %s", task_id, attempt, outcome.status, at)
+        self.wake_at(at)
+        self.runner.updates.status_changed(task_id, Status.PENDING, attempt, 0)
 
     def wake_at(self, at: datetime) -> None:
         delay_s = max(0.0, (at - utcnow()).total_seconds())
@@ -111,6 +119,28 @@ class Admission:
 
     def waiting(self, algorithm: str) -> int:
         return self.figures.get(algorithm, (0, 0))[1]
+
+    def check_capacity(self, algorithm: str) -> None:
+        """Raises when this replica should not take one more task of `algorithm` now."""
+        if not self.runner.accepting:
+            raise StoreUnavailable("this replica is shutting down; retry on another one")
+        policy = self.runner.policies.policy(algorithm)
+        waiting = self.waiting(algorithm)
+        if waiting >= policy.max_waiting:
+            raise Saturated(
+                f"{waiting} tasks of {algorithm!r} already wait (max_waiting {policy.max_waiting})",
+                retry_after_s=max(1, math.ceil(policy.poll_interval_s)),
+            )
+
+    def created(self, task: StoredTask, *, reserved: bool) -> None:
+        """Runs a task its create stored running for this replica; else, as it waits in the
+        queue, tells the replicas (this one too) to look."""
+        if reserved:
+            self.runner.release_slot()
+        mine = task.status is Status.RUNNING and task.owner == self.runner.replica_id
+        if not (mine and self.runner.start_claimed(task)) and self._group is not None:
+            self.queued(task.algorithm)
+            self._group.start_soon(self.publish)
 
     async def publish(self, hint: str = HINT_WORK) -> None:
         """Tells every replica (this one too) that work waits or a policy changed; a lost
@@ -176,13 +206,9 @@ class Admission:
         await self._refresh()
         await self._count()
         async with anyio.create_task_group() as tg:
+            self._group = tg
             tg.start_soon(partial(every, POLICY_REFRESH_S, self._refresh, what="policy refresh"))
             tg.start_soon(partial(every, FIGURES_REFRESH_S, self._count, what="queue figures"))
             tg.start_soon(self._admit_loop)
             self.wake()  # what waited while no replica was up
             task_status.started()
-
-
-def retry_after_s(policy: Policy) -> int:
-    """The Retry-After of a create refused because the algorithm's backlog is full."""
-    return max(1, math.ceil(policy.poll_interval_s))

@@ -2,6 +2,7 @@
 task, and whether an ending starts another attempt."""
 
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from app.algorithms.base import JobState, JobStatus
 from app.domain.models import TaskStatus, utcnow
@@ -32,12 +33,17 @@ def outcome_of(status: JobStatus, *, poll_failures: int) -> Outcome:
     return Outcome(TaskStatus.FAILED, status.progress, None, error, poll_failures)
 
 
-def next_attempt_at(
-    policy: Policy, outcome: Outcome, attempt: int, max_attempts: int
-) -> datetime | None:
-    """When the next attempt is due if this ending starts one (None: the task ends here).
-    Cancels and input refusals never start one."""
+class Attempt(Protocol):
+    attempt: int
+    max_attempts: int
+
+
+def next_attempt_at(policy: Policy, outcome: Outcome, run: Attempt) -> datetime | None:
+    """When the next attempt is due if this ending of the run starts one (None: the task
+    ends here). Cancels and input refusals never start one."""
     cause = RETRY_CAUSES.get(outcome.status)
-    if cause is None or not outcome.retryable or not policy.retries(cause, attempt, max_attempts):
+    if cause is None or not outcome.retryable:
         return None
-    return utcnow() + timedelta(seconds=policy.backoff_s(attempt))
+    if not policy.retries(cause, run.attempt, run.max_attempts):
+        return None
+    return utcnow() + timedelta(seconds=policy.backoff_s(run.attempt))

@@ -21,13 +21,13 @@ from app.algorithms.base import Algorithm, AlgorithmError, InputRejected, PollFa
 from app.algorithms.registry import Registry
 from app.core.backoff import Backoff
 from app.core.config import Settings
-from app.domain.errors import InvalidRequest, Saturated, StoreUnavailable
+from app.domain.errors import InvalidRequest
 from app.domain.models import StoredTask, TaskStatus
 from app.domain.outcome import Outcome
 from app.domain.policy import Policy
 from app.live.state import LiveState
 from app.live.updates import UpdateHub
-from app.runner.admission import Admission, PolicyBook, retry_after_s
+from app.runner.admission import Admission, PolicyBook
 from app.runner.lag import LoopLagMonitor
 from app.runner.policy import next_attempt_at, outcome_of, retry_delay_s
 from app.store import TaskStore, lease_deadline
@@ -103,18 +103,6 @@ class Runner:
     def free_slots(self) -> int:
         return self.settings.max_active - len(self._runs) - self._reserved
 
-    def check_capacity(self, algorithm: str) -> None:
-        """Raises when this replica should not take one more task of `algorithm` now."""
-        if not self.accepting:
-            raise StoreUnavailable("this replica is shutting down; retry on another one")
-        policy = self.policies.policy(algorithm)
-        waiting = self.admission.waiting(algorithm)
-        if waiting >= policy.max_waiting:
-            raise Saturated(
-                f"{waiting} tasks of {algorithm!r} already wait (max_waiting {policy.max_waiting})",
-                retry_after_s=retry_after_s(policy),
-            )
-
     def reserve_slot(self) -> bool:
         """Holds a run slot for a create that may start its run at once (the fast path)."""
         if not self.accepting or self._tg is None or self.free_slots <= 0:
@@ -125,24 +113,14 @@ class Runner:
     def release_slot(self) -> None:
         self._reserved -= 1
 
-    def created(self, task: StoredTask, *, reserved: bool) -> None:
-        """Runs a task its create stored running for this replica; else, as it waits in the
-        queue, tells the replicas (this one too) to look."""
-        if reserved:
-            self.release_slot()
-        if task.status is TaskStatus.RUNNING and task.owner == self.replica_id:
-            self.start_claimed(task)
-        elif self._tg is not None:
-            self.admission.queued(task.algorithm)
-            self._tg.start_soon(self.admission.publish)
-
-    def start_claimed(self, task: StoredTask) -> None:
-        """Starts the run of a task this replica moved to running."""
+    def start_claimed(self, task: StoredTask) -> bool:
+        """Starts the run of a task this replica moved to running (False: not running here)."""
         if task.task_id in self._runs or self._tg is None:
-            return
+            return False
         run = LocalRun(task.task_id)
         self._runs[run.task_id] = run
         self._tg.start_soon(self._run, run, task, name=f"task {run.task_id}")
+        return True
 
     def local_run(self, task_id: str) -> LocalRun | None:
         return self._runs.get(task_id)
@@ -297,11 +275,8 @@ class Runner:
     async def _persist(self, run: LocalRun, outcome: Outcome) -> None:
         """Writes the outcome (or the retry), retrying while the database is away (bounded)."""
         run.persisting = True
-        cancelled = run.cancel_requested
         policy = self.policies.policy(run.algorithm)
-        retry_at = (
-            None if cancelled else next_attempt_at(policy, outcome, run.attempt, run.max_attempts)
-        )
+        retry_at = None if run.cancel_requested else next_attempt_at(policy, outcome, run)
         backoff = Backoff(FINAL_WRITE_FIRST_RETRY_S, FINAL_WRITE_MAX_RETRY_S)
         with anyio.move_on_after(FINAL_WRITE_RETRY_S) as scope:
             while True:
@@ -320,15 +295,7 @@ class Runner:
         if scope.cancelled_caught:
             log.error("task %s: outcome %s lost: database away", run.task_id, outcome.status)
         elif won and retry_at is not None:
-            log.info(
-                "task %s: attempt %d %s; next at %s",
-                run.task_id,
-                run.attempt,
-                outcome.status.value,
-                retry_at.isoformat(),
-            )
-            self.admission.wake_at(retry_at)
-            self.updates.status_changed(run.task_id, TaskStatus.PENDING, run.attempt, 0)
+            self.admission.retry_scheduled(run.task_id, run.attempt, outcome, retry_at)
         elif won:
             log.info("task %s: %s", run.task_id, outcome.status.value)
             self.updates.status_changed(run.task_id, outcome.status, run.attempt, outcome.progress)

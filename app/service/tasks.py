@@ -45,7 +45,7 @@ class TaskService:
         timeout_s = request.timeout_s or policy.timeout_s
         if timeout_s > policy.max_timeout_s:
             raise InvalidRequest(f"timeout_s must be at most {policy.max_timeout_s}")
-        self.runner.check_capacity(request.algorithm)
+        self.runner.admission.check_capacity(request.algorithm)
         task = StoredTask(
             task_id=new_task_id(),
             algorithm=request.algorithm,
@@ -65,7 +65,7 @@ class TaskService:
             if reserved:
                 self.runner.release_slot()
             raise StoreUnavailable(f"the database could not store the task: {exc}") from exc
-        self.runner.created(task, reserved=reserved)
+        self.runner.admission.created(task, reserved=reserved)
         return TaskPublic.model_validate(task, from_attributes=True)
 
     async def attempts(self, task_id: str) -> list[AttemptPublic]:
