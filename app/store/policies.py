@@ -15,6 +15,8 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import Connection, and_, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from app.domain.models import AttemptPublic, TaskStatus, utcnow
 from app.domain.policy import Policy
@@ -27,12 +29,12 @@ AttemptEnd = tuple[str, int, str, str | None, str | None, datetime | None]
 
 
 def ensure_rows(conn: Connection, names: Sequence[str]) -> None:
-    """A policy row for every algorithm (the lock a claim takes), created empty once."""
-    present = set(conn.execute(select(policies.c.name).where(policies.c.name.in_(names))).scalars())
-    missing = [{"name": name, "fields": {}, "updated_at": utcnow()} for name in names]
-    missing = [row for row in missing if row["name"] not in present]
-    if missing:
-        conn.execute(insert(policies), missing)
+    """A policy row for every algorithm (the lock a claim takes), created empty once; two
+    replicas starting together both ask, and the second one's insert does nothing."""
+    dialect_insert = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    rows = [{"name": name, "fields": {}, "updated_at": utcnow()} for name in names]
+    if rows:
+        conn.execute(dialect_insert(policies).on_conflict_do_nothing(), rows)
 
 
 def stored_fields(conn: Connection) -> dict[str, dict[str, Any]]:
