@@ -7,11 +7,12 @@ from importlib import metadata
 
 from fastapi import FastAPI
 
+from app.api.auth import Authorization
 from app.api.errors import install_error_handlers
 from app.api.headers import DefensiveHeaders
 from app.api.limits import BodySizeLimit
 from app.api.openapi import install_openapi
-from app.api.routes import algorithms, health, meta, tasks, updates
+from app.api.routes import algorithms, health, keys, meta, tasks, updates
 from app.core.config import Settings, get_settings
 from app.replica import running_replica
 
@@ -48,6 +49,7 @@ def create_app(
         summary="Long tasks over REST, run in-process, no message queue.",
         lifespan=lifespan,
     )
+    app.add_middleware(Authorization)  # innermost: a refused request's body is never read
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(DefensiveHeaders)  # added last: outermost, so 413s carry them too
     install_error_handlers(app)
@@ -55,6 +57,7 @@ def create_app(
     app.include_router(updates.router)
     app.include_router(algorithms.router)
     app.include_router(meta.router)
+    app.include_router(keys.router)
     app.include_router(health.router)
     install_openapi(app)
     return app

@@ -36,10 +36,11 @@ def drop_database(admin_url: str, name: str) -> None:
 def truncate_tasks(url: str) -> None:
     """Empties the tables of an already migrated database (a no-op before the first run)."""
     statement = (
-        "DO $$ BEGIN IF to_regclass('algorithm_policies') IS NOT NULL"
-        " THEN TRUNCATE tasks, task_events, replicas, algorithm_policies, task_attempts;"
-        " ELSIF to_regclass('replicas') IS NOT NULL"
-        " THEN TRUNCATE tasks, task_events, replicas; END IF; END $$"
+        "DO $$ BEGIN IF to_regclass('replicas') IS NOT NULL"
+        " THEN TRUNCATE tasks, task_events, replicas; END IF;"
+        " IF to_regclass('api_keys') IS NOT NULL THEN TRUNCATE api_keys; END IF;"
+        " IF to_regclass('algorithm_policies') IS NOT NULL"
+        " THEN TRUNCATE algorithm_policies, task_attempts; END IF; END $$"
     )
     asyncio.run(_execute(url, statement))
 

@@ -48,6 +48,8 @@ def serve(args: argparse.Namespace) -> None:
     from app.main import create_app
 
     settings = _settings()
+    if args.host:  # the address bound decides whether auth may be off (TASKBEAT_AUTH=auto)
+        settings = settings.model_copy(update={"host": args.host})
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -59,7 +61,7 @@ def serve(args: argparse.Namespace) -> None:
     app = create_app(settings, on_replica_failure=stop_serving)
     config = uvicorn.Config(
         app,
-        host=args.host or settings.host,
+        host=settings.host,
         port=args.port or settings.port,
         log_level=settings.log_level,
         timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 5,

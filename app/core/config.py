@@ -3,12 +3,13 @@ the TOML file named by TASKBEAT_CONFIG_FILE (in that order of precedence)."""
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from app.core.config_file import ConfigFileSource, config_file_path
+from app.domain.keys import SECRET_PATTERN
 from app.domain.policy import Policy, PolicyFields
 
 
@@ -144,6 +145,22 @@ class Settings(BaseSettings):
         default=15.0, gt=0, description="seconds between keep-alive comments of event streams"
     )
     log_level: str = Field(default="info", description="debug, info, warning or error")
+    auth: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="API keys: auto (on once any key exists; with none, off on a loopback "
+        "address and a refused start on any other), on, or off",
+    )
+    bootstrap_admin_key: SecretStr | None = Field(
+        default=None,
+        description="an admin key (tb_ + 43 or more URL-safe characters) stored, hashed, at start",
+    )
+    metrics_public: bool = Field(default=False, description="serve /metrics without a key")
+    key_rate_per_s: int = Field(
+        default=100, ge=1, description="requests per second per key, over all replicas"
+    )
+    key_max_unfinished: int = Field(
+        default=10000, ge=1, description="unfinished tasks per key at once, over all replicas"
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -183,6 +200,9 @@ class Settings(BaseSettings):
             raise ValueError("database_url must be a sqlite:// or postgresql:// URL")
         for name in self.algorithms:
             self.policy_of(name)  # a declared policy must be whole (timeout_s <= max_timeout_s)
+        bootstrap = self.bootstrap_admin_key
+        if bootstrap is not None and SECRET_PATTERN.fullmatch(bootstrap.get_secret_value()) is None:
+            raise ValueError("bootstrap_admin_key must be tb_ and 43 or more URL-safe characters")
         return self
 
     @property

@@ -110,6 +110,10 @@ class TaskBase(SQLModel):
     # The replica that runs (or queued) the task; it holds the task while its lease lasts.
     owner: str | None = Field(default=None, max_length=64)
     cancel_requested: bool = False
+    # The API key that created the task (None with auth off): a client key sees only its own.
+    api_key_id: str | None = Field(default=None, max_length=32)
+    # The API key that asked the cancel, for the transition log.
+    cancel_key_id: str | None = Field(default=None, max_length=32)
 
 
 class Task(TaskBase, table=True):
@@ -121,6 +125,8 @@ class Task(TaskBase, table=True):
         Index("ix_tasks_created", "created_at", "task_id"),
         Index("ix_tasks_status_created", "status", "created_at"),
         Index("ix_tasks_owner_status", "owner", "status"),
+        Index("ix_tasks_api_key_created", "api_key_id", "created_at", "task_id"),
+        Index("ix_tasks_api_key_status", "api_key_id", "status"),
         # The queue: a claim reads one algorithm's waiting tasks, highest priority first.
         Index("ix_tasks_queue", "algorithm", "status", "priority", "created_at"),
     )
@@ -153,6 +159,8 @@ class TaskEvent(SQLModel, table=True):
     replica: str | None = Field(default=None, max_length=64)
     attempt: int = 0
     at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    # The API key that caused the change (a create, a cancel), never its secret.
+    api_key_id: str | None = Field(default=None, max_length=32)
 
 
 class AlgorithmPolicy(SQLModel, table=True):

@@ -12,24 +12,26 @@ them within a second.
 import logging
 import math
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 from pydantic import ValidationError
 
+from app.core.config import Settings
 from app.core.faults import every, report_fault
 from app.domain.errors import InvalidRequest, NotFound, Saturated, StoreUnavailable
 from app.domain.models import StoredTask, utcnow
 from app.domain.models import TaskStatus as Status
 from app.domain.outcome import Outcome
 from app.domain.policy import Policy, PolicyFields
+from app.live.state import LiveState
+from app.live.updates import UpdateHub
+from app.store import TaskStore
 from app.store.policies import in_force
-
-if TYPE_CHECKING:
-    from app.runner.runner import Runner
 
 log = logging.getLogger(__name__)
 PERIODIC_LOOK_S = 2.0
@@ -39,51 +41,76 @@ FAULT_DELAY_S = 1.0
 HINT_WORK, HINT_POLICY = "work", "policy"
 
 
+class RunSlots(Protocol):
+    """What admission needs of the runner (app.runner.runner.Runner): its run slots, and
+    the replica's store, live state and updates hub."""
+
+    store: TaskStore
+    live: LiveState
+    updates: UpdateHub
+    replica_id: str
+
+    @property
+    def accepting(self) -> bool: ...
+
+    @property
+    def free_slots(self) -> int: ...
+
+    def release_slot(self) -> None: ...
+
+    def start_claimed(self, task: StoredTask) -> bool:
+        """Starts the run of a task moved to running for this replica (False: not here)."""
+
+
 class PolicyBook:
     """The policies in force on this replica: configuration, then the database's fields."""
 
-    def __init__(self, runner: "Runner") -> None:
-        self.runner = runner
-        names = runner.registry.names()
-        self.configured = {name: runner.settings.policy_of(name) for name in names}
+    def __init__(self, *, settings: Settings, store: TaskStore, names: Sequence[str]) -> None:
+        self._settings = settings
+        self._store = store
+        self.configured = {name: settings.policy_of(name) for name in names}
         self.current = dict(self.configured)
 
     def policy(self, name: str) -> Policy:
         """The policy in force (the configured defaults for an algorithm not registered)."""
-        return self.current.get(name) or self.runner.settings.policy_of(name)
+        return self.current.get(name) or self._settings.policy_of(name)
 
     async def refresh(self) -> None:
-        stored = await self.runner.store.policy_fields()
+        stored = await self._store.policy_fields()
         self.current = {
             name: in_force(policy, stored.get(name, {})) for name, policy in self.configured.items()
         }
 
     async def change(self, name: str, changes: dict[str, Any]) -> Policy:
-        """Validates and stores a change (None resets a field to its configured value), then
-        tells every replica; InvalidRequest names the field at fault."""
+        """Validates and stores a change (None resets a field to its configured value); the
+        caller tells the replicas (a `policy` hint). InvalidRequest names the field."""
         if name not in self.configured:
             raise NotFound(f"no algorithm {name!r}")
         try:
             given = PolicyFields.model_validate(changes).given()
             wanted = {key: given.get(key) for key in changes}
-            stored = await self.runner.store.policy_fields()
+            stored = await self._store.policy_fields()
             merged = {**stored.get(name, {}), **wanted}
             self.configured[name].with_fields({k: v for k, v in merged.items() if v is not None})
         except ValidationError as exc:
             error = exc.errors()[0]
             field = ".".join(str(part) for part in error["loc"]) or "body"
             raise InvalidRequest(f"{field}: {error['msg']}") from None
-        await self.runner.store.change_policy(name=name, changes=wanted)
+        await self._store.change_policy(name=name, changes=wanted)
         await self.refresh()
-        await self.runner.admission.publish(HINT_POLICY)
         return self.current[name]
 
 
 class Admission:
     """Takes due tasks from the queue into this replica's free run slots."""
 
-    def __init__(self, runner: "Runner") -> None:
-        self.runner = runner
+    def __init__(self, *, policies: PolicyBook, runs: RunSlots) -> None:
+        self._store = runs.store
+        self._live = runs.live
+        self._updates = runs.updates
+        self._replica_id = runs.replica_id
+        self._policies = policies
+        self._runs = runs
         self._wake = anyio.Event()
         self._due_s: list[float] = []  # monotonic times a local retry or pause ends
         # Whether the queue may hold due work this replica could take once a slot frees
@@ -106,7 +133,7 @@ class Admission:
         """A local run ended into a retry: look again when it is due, and tell watchers."""
         log.info("task %s: attempt %d %s; next at %s", task_id, attempt, outcome.status, at)
         self.wake_at(at)
-        self.runner.updates.status_changed(task_id, Status.PENDING, attempt, 0)
+        self._updates.status_changed(task_id, Status.PENDING, attempt, 0)
 
     def wake_at(self, at: datetime) -> None:
         delay_s = max(0.0, (at - utcnow()).total_seconds())
@@ -117,14 +144,17 @@ class Admission:
         running, waiting = self.figures.get(algorithm, (0, 0))
         self.figures[algorithm] = (running, waiting + 1)
 
-    def waiting(self, algorithm: str) -> int:
+    def waiting(self, algorithm: str | None = None) -> int:
+        """Tasks waiting in the queue over the cluster (of `algorithm`), as of the last look."""
+        if algorithm is None:
+            return sum(waiting for _, waiting in self.figures.values())
         return self.figures.get(algorithm, (0, 0))[1]
 
     def check_capacity(self, algorithm: str) -> None:
         """Raises when this replica should not take one more task of `algorithm` now."""
-        if not self.runner.accepting:
+        if not self._runs.accepting:
             raise StoreUnavailable("this replica is shutting down; retry on another one")
-        policy = self.runner.policies.policy(algorithm)
+        policy = self._policies.policy(algorithm)
         waiting = self.waiting(algorithm)
         if waiting >= policy.max_waiting:
             raise Saturated(
@@ -136,9 +166,9 @@ class Admission:
         """Runs a task its create stored running for this replica; else, as it waits in the
         queue, tells the replicas (this one too) to look."""
         if reserved:
-            self.runner.release_slot()
-        mine = task.status is Status.RUNNING and task.owner == self.runner.replica_id
-        if not (mine and self.runner.start_claimed(task)) and self._group is not None:
+            self._runs.release_slot()
+        mine = task.status is Status.RUNNING and task.owner == self._replica_id
+        if not (mine and self._runs.start_claimed(task)) and self._group is not None:
             self.queued(task.algorithm)
             self._group.start_soon(self.publish)
 
@@ -146,7 +176,7 @@ class Admission:
         """Tells every replica (this one too) that work waits or a policy changed; a lost
         hint only delays things until the periodic look."""
         self.wake()
-        live = self.runner.live
+        live = self._live
         try:
             await live.client.publish(live.keys.work_channel, hint)
         except Exception as exc:
@@ -155,7 +185,7 @@ class Admission:
     def _next_look_s(self) -> float:
         now = time.monotonic()
         self._due_s = [due for due in self._due_s if due > now - 1.0]
-        pauses = [p.paused_until for p in self.runner.policies.current.values() if p.paused]
+        pauses = [p.paused_until for p in self._policies.current.values() if p.paused]
         for until in pauses:
             if until is not None:
                 self._due_s.append(time.monotonic() + (until - utcnow()).total_seconds())
@@ -164,17 +194,16 @@ class Admission:
 
     async def admit_once(self) -> int:
         """One claim for the free slots; returns how many runs it started."""
-        runner = self.runner
-        slots = runner.free_slots
-        if not runner.accepting or slots <= 0:
+        slots = self._runs.free_slots
+        if not self._runs.accepting or slots <= 0:
             return 0
-        claim = await runner.store.claim(
-            owner=runner.replica_id, base=runner.policies.configured, slots=slots
+        claim = await self._store.claim(
+            owner=self._replica_id, base=self._policies.configured, slots=slots
         )
         for task in claim.cancelled:
-            runner.updates.status_changed(task.task_id, Status.CANCELLED, task.attempt)
+            self._updates.status_changed(task.task_id, Status.CANCELLED, task.attempt)
         for task in claim.started:
-            runner.start_claimed(task)
+            self._runs.start_claimed(task)
         self._may_hold_work = claim.more_waiting or len(claim.started) == slots
         return len(claim.started)
 
@@ -190,19 +219,19 @@ class Admission:
                 await anyio.sleep(FAULT_DELAY_S)
 
     async def _refresh(self) -> None:
-        await self.runner.policies.refresh()
+        await self._policies.refresh()
 
     async def _count(self) -> None:
-        self.figures = await self.runner.store.queue_figures()
+        self.figures = await self._store.queue_figures()
 
     async def on_hint(self, hint: str) -> None:
         """A hint from the replicas' one subscription (app.live.subscriber)."""
         if hint == HINT_POLICY:
-            await self.runner.policies.refresh()
+            await self._policies.refresh()
         self.wake()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        await self.runner.store.ensure_policies(names=sorted(self.runner.policies.configured))
+        await self._store.ensure_policies(names=sorted(self._policies.configured))
         await self._refresh()
         await self._count()
         async with anyio.create_task_group() as tg:

@@ -13,9 +13,6 @@ class LocalRuns(Protocol):
     def accepting(self) -> bool:
         """Whether it takes new runs (False once draining)."""
 
-    @property
-    def waiting_count(self) -> int: ...
-
     def is_local(self, task_id: str) -> bool:
         """Whether `task_id` holds one of this replica's run slots now."""
 

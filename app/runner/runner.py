@@ -85,19 +85,14 @@ class Runner:
         self._saved_progress: dict[str, tuple[int, int]] = {}
         self._active: Counter[str] = Counter()
         self.loop_lag = LoopLagMonitor()
-        self.policies = PolicyBook(self)
-        self.admission = Admission(self)
+        self.policies = PolicyBook(settings=settings, store=store, names=registry.names())
+        self.admission = Admission(policies=self.policies, runs=self)
 
     # ----- admission -------------------------------------------------------------------
 
     @property
     def running_count(self) -> int:
         return len(self._runs)
-
-    @property
-    def waiting_count(self) -> int:
-        """Tasks waiting in the queue over the cluster (as of the last look)."""
-        return sum(waiting for _, waiting in self.admission.figures.values())
 
     @property
     def free_slots(self) -> int:
@@ -265,9 +260,12 @@ class Runner:
                 delay_s = retry_delay_s(failures_in_a_row, interval_s)
             else:
                 failures_in_a_row = 0
-                run.progress = status.progress
                 if status.state.finished:
+                    run.progress = status.progress
                     return outcome_of(status, poll_failures=run.poll_failures)
+                if status.progress != run.progress:
+                    run.progress = status.progress
+                    self.updates.progress_changed(run.task_id, run.attempt, run.progress)
                 # Jittered, so that runs started together do not all poll at the same moment.
                 delay_s = interval_s * random.uniform(1 - POLL_JITTER, 1 + POLL_JITTER)
             await adapter.wait(run.handle, delay_s)

@@ -7,6 +7,7 @@ from typing import Any
 from app.domain.errors import InvalidRequest, NotFound
 from app.domain.models import utcnow
 from app.domain.policy import Policy
+from app.runner.admission import HINT_POLICY
 from app.runner.runner import Runner
 
 MAX_PAUSE_S = 366 * 24 * 3600
@@ -45,6 +46,7 @@ class AlgorithmService:
         if "name" in changes:
             raise InvalidRequest("name: an algorithm cannot be renamed")
         await self.runner.policies.change(name, changes)
+        await self.runner.admission.publish(HINT_POLICY)  # every replica re-reads it now
         return await self.get(name)
 
     async def pause(self, name: str, for_s: float | None) -> dict[str, Any]:

@@ -37,9 +37,10 @@ class TaskService:
     registry: Registry
     updates: UpdateHub
 
-    async def create(self, request: TaskCreate) -> TaskPublic:
+    async def create(self, request: TaskCreate, *, api_key_id: str | None = None) -> TaskPublic:
         """Stores the task (committed before this returns); its run starts at once when
-        this replica has a free slot and its algorithm room, else it waits in the queue."""
+        this replica has a free slot and its algorithm room, else it waits in the queue.
+        `api_key_id` is the key that creates (and owns) it."""
         self.registry.validate(request.algorithm, request.input)
         policy = self.runner.policies.policy(request.algorithm)
         timeout_s = request.timeout_s or policy.timeout_s
@@ -55,6 +56,7 @@ class TaskService:
             max_attempts=policy.max_attempts,
             priority=policy.priority if request.priority is None else request.priority,
             created_at=utcnow(),
+            api_key_id=api_key_id,
         )
         reserved = self.runner.reserve_slot()
         start_for = self.runner.replica_id if reserved else None
@@ -68,9 +70,9 @@ class TaskService:
         self.runner.admission.created(task, reserved=reserved)
         return TaskPublic.model_validate(task, from_attributes=True)
 
-    async def attempts(self, task_id: str) -> list[AttemptPublic]:
+    async def attempts(self, task_id: str, *, visible_to: str | None = None) -> list[AttemptPublic]:
         """Every run of the task: the ended ones, then the one under way."""
-        task = await self._load(task_id)
+        task = await self._load(task_id, visible_to)
         ended = await self.store.attempts(task_id=task_id)
         if task.status is TaskStatus.RUNNING and all(a.attempt != task.attempt for a in ended):
             current = AttemptPublic(
@@ -84,11 +86,18 @@ class TaskService:
             ended.append(current)
         return ended
 
-    async def _load(self, task_id: str) -> StoredTask:
+    async def _load(self, task_id: str, visible_to: str | None = None) -> StoredTask:
+        """The task; NotFound when there is none, or when `visible_to` (a client key) names
+        a key that is not the task's: another key's task is not there for it."""
         task = await self.store.get_task(task_id=task_id)
-        if task is None:
+        if task is None or (visible_to is not None and task.api_key_id != visible_to):
             raise NotFound(f"no task {task_id}")
         return task
+
+    async def ensure_visible(self, task_id: str, visible_to: str | None) -> None:
+        """NotFound unless the task is there for `visible_to` (None: for everyone)."""
+        if visible_to is not None:
+            await self._load(task_id, visible_to)
 
     async def public(self, tasks: Sequence[StoredTask]) -> list[TaskPublic]:
         """Tasks as clients see them: live progress and heartbeat while they run (read from
@@ -110,8 +119,8 @@ class TaskService:
             shown.append(public)
         return shown
 
-    async def get(self, task_id: str) -> TaskPublic:
-        (task,) = await self.public([await self._load(task_id)])
+    async def get(self, task_id: str, *, visible_to: str | None = None) -> TaskPublic:
+        (task,) = await self.public([await self._load(task_id, visible_to)])
         return task
 
     async def list_tasks(
@@ -121,32 +130,38 @@ class TaskService:
         algorithm: str | None,
         limit: int,
         cursor: str | None,
+        visible_to: str | None = None,
     ) -> TaskPage:
         page, next_cursor = await self.store.list_tasks(
-            status=status, algorithm=algorithm, limit=limit, cursor=cursor
+            status=status, algorithm=algorithm, limit=limit, cursor=cursor, api_key_id=visible_to
         )
         return TaskPage(items=await self.public(page), next_cursor=next_cursor)
 
-    async def cancel(self, task_id: str) -> TaskPublic:
+    async def cancel(
+        self, task_id: str, *, visible_to: str | None = None, api_key_id: str | None = None
+    ) -> TaskPublic:
         """Cancels a pending task at once; stops a run of this replica and waits briefly for
-        it; asks the owning replica to stop any other run (see TaskWatcher to wait for it)."""
-        task = await self._load(task_id)
-        if task.status.finished:
-            raise Conflict(f"task {task_id} already finished: {task.status.value}")
-        if task.status is TaskStatus.PENDING and await self.store.cancel_pending(
-            task_id=task_id, replica=self.runner.replica_id
-        ):
-            self.updates.status_changed(task_id, TaskStatus.CANCELLED, task.attempt)
-            return await self.get(task_id)
-        if not await self.store.request_cancel(task_id=task_id):
-            task = await self._load(task_id)
-            raise Conflict(f"task {task_id} already finished: {task.status.value}")
+        it; asks the owning replica to stop any other run (see TaskWatcher to wait for it).
+        `visible_to` (a client key) sees only its own tasks; `api_key_id`, the key asking,
+        goes to the transition log."""
+        if visible_to is not None:
+            await self.ensure_visible(task_id, visible_to)
+        if api_key_id is None:  # the fast path writes nothing but the run's own outcome
+            stopped = await self._stop_here(task_id)
+            if stopped is not None:
+                return stopped
+        answer = await self.store.cancel(
+            task_id=task_id, replica=self.runner.replica_id, api_key_id=api_key_id
+        )
+        if answer is None:
+            raise NotFound(f"no task {task_id}")
+        if answer.before.finished:
+            raise Conflict(f"task {task_id} already finished: {answer.before.value}")
+        if answer.before is TaskStatus.PENDING:
+            self.updates.status_changed(task_id, TaskStatus.CANCELLED, answer.task.attempt)
+            (task,) = await self.public([answer.task])
+            return task
         run = await self.runner.cancel_local(task_id)
-        if run is None and await self.store.cancel_pending(
-            task_id=task_id, replica=self.runner.replica_id
-        ):  # its run ended meanwhile and it waits for another attempt
-            self.updates.status_changed(task_id, TaskStatus.CANCELLED, task.attempt)
-            return await self.get(task_id)
         if run is None:
             await self.live.publish_cancel(task_id)
         else:
@@ -154,16 +169,31 @@ class TaskService:
                 await run.ended.wait()
         return await self.get(task_id)
 
-    async def stats(self) -> dict[str, Any]:
+    async def _stop_here(self, task_id: str) -> TaskPublic | None:
+        """A run under way on this replica: its job stops at once and the run's own final
+        write (cancelled) is the cancel's only write. None when that did not end the task:
+        the caller then records the cancel for whoever holds the task."""
+        run = self.runner.local_run(task_id)
+        if run is None or run.handle is None or run.persisting:
+            return None
+        await self.runner.cancel_local(task_id)
+        with anyio.move_on_after(CANCEL_WAIT_S):
+            await run.ended.wait()
+        if not run.ended.is_set():
+            return None
+        task = await self.get(task_id)
+        return task if task.status.finished else None
+
+    async def stats(self, *, visible_to: str | None = None) -> dict[str, Any]:
         active = await self.live.active_counts(self.registry.names())
-        totals = await self.store.count_by_status()
+        totals = await self.store.count_by_status(api_key_id=visible_to)
         return {
             "active": active,
             "totals": {status.value: count for status, count in totals.items()},
             "replica": {
                 "id": self.runner.replica_id,
                 "running": self.runner.running_count,
-                "waiting": self.runner.waiting_count,
+                "waiting": self.runner.admission.waiting(),
             },
             "event_loop_lag_ms": self.runner.loop_lag.summary(),
         }

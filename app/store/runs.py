@@ -1,5 +1,5 @@
-"""A run's writes: create (which may start the run at once) and finish (the hot writes,
-applied in batches), cancels and progress. Every state change is a conditional update,
+"""A run's writes: create (which may start the run at once), cancel and finish (the hot
+writes, applied in batches), and progress. Every state change is a conditional update,
 so racing writers cannot both win and a replica that lost a task can never overwrite its
 new owner."""
 
@@ -13,7 +13,8 @@ from sqlalchemy import Connection, and_, bindparam, insert, select, update
 from app.domain.models import StoredTask, TaskStatus, utcnow
 from app.domain.outcome import Outcome
 from app.domain.policy import Policy
-from app.store.events import Transition, apply_transition, log_transitions
+from app.store.cancels import Cancel, cancel_batch
+from app.store.events import Transition, log_transitions
 from app.store.policies import lock_policies, log_attempts, room_for
 from app.store.tables import UNFINISHED_VALUES, task_from_row, tasks
 
@@ -38,7 +39,7 @@ class Finish:
 
 
 # The hot writes, in the order a batch applies them.
-HotWrite = Create | Finish
+HotWrite = Create | Cancel | Finish
 
 
 def _started_at_once(conn: Connection, creates: Sequence[Create]) -> set[int]:
@@ -79,15 +80,17 @@ def insert_batch(conn: Connection, creates: Sequence[Create]) -> list[StoredTask
     transitions: list[Transition] = [
         (c.task.task_id, None, c.task.status, c.task.owner, c.task.attempt) for c in creates
     ]
+    keys = [c.task.api_key_id for c in creates]
     transitions += [
         (stored[i].task_id, TaskStatus.PENDING, TaskStatus.RUNNING, stored[i].owner, 1)
         for i in sorted(at_once)
     ]
-    log_transitions(conn, transitions)
+    keys += [None] * len(at_once)
+    log_transitions(conn, transitions, keys)
     return stored
 
 
-def cancel_asked_pending(conn: Connection, where: Any, *, replica: str) -> list[StoredTask]:
+def cancel_asked_pending(conn: Connection, where: Any, *, replica: str | None) -> list[StoredTask]:
     """pending -> cancelled for the tasks matching `where` whose cancel was asked: a cancel
     that reached a task between its holders is honoured by whoever holds it next."""
     statement = (
@@ -107,6 +110,7 @@ def cancel_asked_pending(conn: Connection, where: Any, *, replica: str) -> list[
             (task.task_id, TaskStatus.PENDING, TaskStatus.CANCELLED, replica, task.attempt)
             for task in cancelled
         ],
+        [task.cancel_key_id for task in cancelled],
     )
     return cancelled
 
@@ -165,7 +169,15 @@ def finish_batch(conn: Connection, finishes: Sequence[Finish]) -> list[bool]:
     the finishes whose run still holds its task (fencing on owner and attempt), and writes
     those in one executemany."""
     query = (
-        select(tasks.c.task_id, tasks.c.status, tasks.c.owner, tasks.c.attempt, tasks.c.started_at)
+        select(
+            tasks.c.task_id,
+            tasks.c.status,
+            tasks.c.owner,
+            tasks.c.attempt,
+            tasks.c.started_at,
+            tasks.c.cancel_requested,
+            tasks.c.cancel_key_id,
+        )
         .where(tasks.c.task_id.in_([finish.task_id for finish in finishes]))
         .order_by(tasks.c.task_id)  # every multi-row writer locks in task_id order
         .with_for_update()
@@ -182,8 +194,9 @@ def finish_batch(conn: Connection, finishes: Sequence[Finish]) -> list[bool]:
         ):
             winners[finish.task_id] = finish
     now = utcnow()
-    finals = [f for f in winners.values() if f.retry_at is None]
-    retries = [f for f in winners.values() if f.retry_at is not None]
+    written = [_honouring_a_cancel(finish, holders[finish.task_id]) for finish in winners.values()]
+    finals = [f for f in written if f.retry_at is None]
+    retries = [f for f in written if f.retry_at is not None]
     if finals:
         conn.execute(_FINISH, [_params(finish, now) for finish in finals])
     if retries:
@@ -194,34 +207,42 @@ def finish_batch(conn: Connection, finishes: Sequence[Finish]) -> list[bool]:
         + [
             (f.task_id, TaskStatus.RUNNING, TaskStatus.PENDING, f.owner, f.attempt) for f in retries
         ],
+        [_cancel_key(holders[f.task_id], f) for f in finals] + [None] * len(retries),
     )
     log_attempts(
         conn,
         [
-            (
-                f.task_id,
-                f.attempt,
-                f.outcome.status.value,
-                f.outcome.error,
-                f.owner,
-                holders[f.task_id].started_at,
-            )
-            for f in winners.values()
+            (f.task_id, f.attempt, f.outcome.status.value, f.outcome.error, f.owner, row.started_at)
+            for f, row in ((f, holders[f.task_id]) for f in written)
         ],
     )
     return [winners.get(finish.task_id) is finish for finish in finishes]
 
 
+def _honouring_a_cancel(finish: Finish, row: Any) -> Finish:
+    """A retry of a task whose cancel was asked meanwhile ends it cancelled instead."""
+    if finish.retry_at is None or not row.cancel_requested:
+        return finish
+    cancelled = Outcome(TaskStatus.CANCELLED, finish.outcome.progress, error="cancelled")
+    return Finish(finish.task_id, finish.owner, finish.attempt, cancelled)
+
+
+def _cancel_key(row: Any, finish: Finish) -> str | None:
+    """The key that asked a cancel, on the transition that honoured it."""
+    return row.cancel_key_id if finish.outcome.status is TaskStatus.CANCELLED else None
+
+
 _APPLIERS: tuple[tuple[type, Callable[[Connection, Any], list[Any]]], ...] = (
     (Create, insert_batch),
+    (Cancel, cancel_batch),
     (Finish, finish_batch),
 )
 
 
 def write_batch(conn: Connection, writes: Sequence[HotWrite]) -> list[Any]:
-    """Creates and run finishes that arrived together, in one transaction (the finishes
-    after the creates, so that a run finished here frees its slot after the creates'
-    count: never over the limit)."""
+    """Creates, cancels and run finishes that arrived together, in one transaction (the
+    finishes after the creates, so that a run finished here frees its slot after the
+    creates' count: never over the limit)."""
     results: dict[int, Any] = {}
     for kind, apply in _APPLIERS:
         indexes = [i for i, write in enumerate(writes) if isinstance(write, kind)]
@@ -231,47 +252,20 @@ def write_batch(conn: Connection, writes: Sequence[HotWrite]) -> list[Any]:
     return [results[i] for i in range(len(writes))]
 
 
-def cancel_pending(
-    conn: Connection, *, task_id: str, replica: str | None, queued_only: bool = False
-) -> bool:
-    """pending -> cancelled (with `queued_only`, only while it waits in the queue, no
-    replica holding it); False when the task is not so (any more)."""
-    where = [tasks.c.task_id == task_id, tasks.c.status == TaskStatus.PENDING.value]
-    if queued_only:
-        where.append(tasks.c.owner.is_(None))
-    statement = (
-        update(tasks)
-        .where(*where)
-        .values(
-            status=TaskStatus.CANCELLED.value,
-            cancel_requested=True,
-            error="cancelled before it started",
-            finished_at=utcnow(),
-        )
-        .returning(tasks.c.attempt)
-    )
-    row = apply_transition(
-        conn,
-        statement,
-        task_id=task_id,
-        from_status=TaskStatus.PENDING,
-        to_status=TaskStatus.CANCELLED,
-        replica=replica,
-    )
-    return row is not None
-
-
-def request_cancel(conn: Connection, *, task_id: str) -> bool:
-    """Records a cancel so whoever runs the task honours it (a task waiting in the queue
-    ends cancelled here); False if already finished."""
-    if cancel_pending(conn, task_id=task_id, replica=None, queued_only=True):
-        return True
+def request_cancel(conn: Connection, *, task_id: str, api_key_id: str | None = None) -> bool:
+    """Records a cancel (and the key asking) so whoever runs the task honours it (a task
+    waiting in the queue ends cancelled here); False if already finished."""
     statement = (
         update(tasks)
         .where(tasks.c.task_id == task_id, tasks.c.status.in_(UNFINISHED_VALUES))
-        .values(cancel_requested=True)
+        .values(cancel_requested=True, cancel_key_id=api_key_id)
     )
-    return bool(conn.execute(statement).rowcount == 1)
+    if conn.execute(statement).rowcount != 1:
+        return False
+    cancel_asked_pending(
+        conn, and_(tasks.c.task_id == task_id, tasks.c.owner.is_(None)), replica=None
+    )
+    return True
 
 
 _SAVE_PROGRESS = (

@@ -120,6 +120,19 @@ async def test_a_failure_reported_by_callback(client: Any, engine: tuple[Engine,
     assert response.json()["error"] == "out of memory"
 
 
+async def test_an_engine_answer_that_is_not_storable_json_is_never_stored(
+    client: Any, engine: tuple[Engine, str]
+) -> None:
+    test_engine, _ = engine
+    task_id = await start_remote(client)
+    await eventually(lambda: _ready(test_engine, task_id))
+    answer = b'{"state": "succeeded", "progress": 100, "result": {"area": NaN}}'
+    test_engine.set(task_id, raw=answer)
+    task = await wait_for(client, task_id, timeout_s=15)
+    assert (task["status"], task["result"]) == ("failed", None)
+    assert "failed polls in a row" in task["error"]
+
+
 async def test_an_engine_that_cannot_be_polled_fails_the_task(client: Any) -> None:
     task_id = await start_remote(client, name="unreachable")
     task = await wait_for(client, task_id, timeout_s=15)
