@@ -2,7 +2,7 @@
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -112,6 +112,14 @@ class Settings(BaseSettings):
         default=15.0, gt=0, description="seconds between keep-alive comments of event streams"
     )
     log_level: str = Field(default="info", description="debug, info, warning or error")
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="text, or json: one object a line, with task_id, attempt, algorithm and "
+        "replica on every line about a run",
+    )
+    debug_endpoints: bool = Field(
+        default=False, description="serve /debug (profiler, asyncio tasks, loop lag); else 404"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Self:

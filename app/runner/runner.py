@@ -25,6 +25,8 @@ from app.domain.models import TaskStatus as Status
 from app.domain.outcome import Outcome
 from app.live.state import LiveState
 from app.live.updates import UpdateHub
+from app.observe.logs import bind_run
+from app.observe.metrics import Metrics
 from app.runner.lag import LoopLagMonitor
 from app.runner.policy import outcome_of, retry_delay_s
 from app.store import TaskStore, lease_deadline
@@ -81,7 +83,8 @@ class Runner:
         self.last_progress_save_s = 0.0
         self.last_renewal_s = time.monotonic()
         self._active: Counter[str] = Counter()
-        self.loop_lag = LoopLagMonitor()
+        self.metrics = Metrics()  # /metrics; fed at the marked lines below
+        self.loop_lag = LoopLagMonitor(on_sample=self.metrics.loop_lag_sampled)
 
     # ----- admission -------------------------------------------------------------------
 
@@ -170,6 +173,7 @@ class Runner:
     # ----- one run ---------------------------------------------------------------------
 
     async def _run(self, run: LocalRun) -> None:
+        bind_run(run, self.replica_id)  # its log lines carry task_id, attempt, algorithm
         try:
             with run.scope:
                 await self._run_once(run)
@@ -201,6 +205,7 @@ class Runner:
         if task is None:
             return  # cancelled, finished or taken over meanwhile
         if task.status is Status.CANCELLED:  # its cancel was asked while it was pending
+            self.metrics.task_finished(task.algorithm, Status.CANCELLED)  # metrics
             self.updates.status_changed(task.task_id, Status.CANCELLED, task.attempt)
             return
         run.algorithm, run.attempt = task.algorithm, task.attempt
@@ -212,6 +217,7 @@ class Runner:
             return
         run.adapter = adapter
         run.started_s = time.monotonic()
+        self.metrics.attempt_started(task)  # metrics
         self._active[run.algorithm] += 1
         outcome = await self._drive(run, adapter, task)
         await self._persist(run, outcome)
@@ -264,6 +270,7 @@ class Runner:
             try:
                 status = await adapter.poll(run.handle)
             except PollFailed as exc:
+                self.metrics.poll_failed(run.algorithm)  # metrics
                 run.poll_failures += 1
                 failures_in_a_row += 1
                 if failures_in_a_row > self.settings.poll_max_retries:
@@ -305,6 +312,7 @@ class Runner:
         if scope.cancelled_caught:
             log.error("task %s: outcome %s lost: database away", run.task_id, outcome.status)
         elif won:
+            self.metrics.run_finished(run, outcome.status)  # metrics
             log.info("task %s: %s", run.task_id, outcome.status.value)
             self.updates.status_changed(run.task_id, outcome.status, run.attempt, outcome.progress)
         else:

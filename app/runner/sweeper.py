@@ -93,6 +93,8 @@ async def sweep_once(runner: "Runner") -> None:
             if plan.to_status is Status.PENDING:
                 runner.enqueue(task.task_id)
             runner.updates.status_changed(task.task_id, plan.to_status, task.attempt)
+            if plan.to_status.finished:
+                runner.metrics.task_finished(task.algorithm, plan.to_status)  # metrics
     finally:
         await _unlock(runner, token)
 

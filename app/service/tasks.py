@@ -57,6 +57,7 @@ class TaskService:
             await self.store.insert_task(task=task)
         except (SQLAlchemyError, OSError) as exc:
             raise StoreUnavailable(f"the database could not store the task: {exc}") from exc
+        self.runner.metrics.task_created(task.algorithm)  # metrics
         self.runner.enqueue(task.task_id)
         return TaskPublic.model_validate(task, from_attributes=True)
 
@@ -110,6 +111,7 @@ class TaskService:
             task_id=task_id, replica=self.runner.replica_id
         ):
             self.updates.status_changed(task_id, TaskStatus.CANCELLED, task.attempt)
+            self.runner.metrics.task_finished(task.algorithm, TaskStatus.CANCELLED)  # metrics
             return await self.get(task_id)
         if not await self.store.request_cancel(task_id=task_id):
             task = await self._load(task_id)

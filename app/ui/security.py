@@ -1,0 +1,61 @@
+"""The dashboard's guards: a same-origin check on every action, and a Content Security
+Policy that lets the pages load nothing but this service's own files.
+
+Login goes here when API keys exist: a key exchanged for a session cookie (HttpOnly,
+SameSite=Strict), a viewer's key showing no action buttons (`can_act` False)."""
+
+from fastapi import Request
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.domain.errors import TaskbeatError
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+
+
+class CrossOrigin(TaskbeatError):
+    code = "cross_origin"
+    status_code = 403
+
+
+def can_act(request: Request) -> bool:
+    """Whether this viewer may press buttons: everyone, until API keys and roles exist."""
+    return True
+
+
+async def same_origin(request: Request) -> None:
+    """Refuses an action sent from another site's page (a forged form post): the browser's
+    Origin (or Sec-Fetch-Site) must name this very service."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        if request.headers.get("sec-fetch-site") == "same-origin":
+            return
+        raise CrossOrigin("an action needs the Origin header of this dashboard's own pages")
+    if origin != f"{request.url.scheme}://{request.headers.get('host', '')}":
+        raise CrossOrigin(f"an action from {origin} is refused: only this dashboard's own pages")
+
+
+class ContentSecurityPolicy:
+    """Adds the CSP and framing refusal to every answer under `prefix`."""
+
+    def __init__(self, app: ASGIApp, *, prefix: str) -> None:
+        self.app = app
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
+            await self.app(scope, receive, send)
+            return
+
+        async def with_policy(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["Content-Security-Policy"] = CSP
+                headers["X-Frame-Options"] = "DENY"
+            await send(message)
+
+        await self.app(scope, receive, with_policy)
