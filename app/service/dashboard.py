@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from app.domain.heartbeats import is_stale
 from app.domain.models import TaskEvent, TaskPublic, TaskStatus, utcnow
 from app.observe.metrics import Metrics
@@ -197,12 +199,16 @@ class Dashboard:
         runner = self.service.runner
         for algorithm, count in runner.active_counts().items():
             metrics.tasks_running.labels(algorithm).set(count)
-        waiting = await self.service.store.db.read(
-            lambda conn: reads.pending_here(conn, owner=runner.replica_id)
-        )
+        try:
+            waiting: dict[str, int] | None = await self.service.store.db.read(
+                lambda conn: reads.pending_here(conn, owner=runner.replica_id)
+            )
+        except (SQLAlchemyError, OSError):
+            waiting = None  # the database is away: the last figures stand
         for item in await self.service.algorithms():
             name = item["name"]
-            metrics.tasks_waiting.labels(name).set(waiting.get(name, 0))
+            if waiting is not None:
+                metrics.tasks_waiting.labels(name).set(waiting.get(name, 0))
             metrics.algorithm_paused.labels(name).set(1 if item.get("paused") else 0)
         live = await self.service.live.progress_and_heartbeats(list(runner.running_progress()))
         now = utcnow()

@@ -1,6 +1,8 @@
 """The dashboard's actions, each behind the same-origin check. Cancel is the one the API has
 today; retry and bulk actions come with their API routes."""
 
+from typing import Annotated
+
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
@@ -9,12 +11,13 @@ from app.service.tasks import CANCEL_WAIT_S
 from app.ui.pages import render
 from app.ui.security import same_origin
 
-router = APIRouter(prefix="/ui", include_in_schema=False, dependencies=[Depends(same_origin)])
+router = APIRouter(prefix="/ui", include_in_schema=False)
+SameOrigin = Annotated[None, Depends(same_origin)]  # after the path's checks: 404 comes first
 
 
 @router.post("/tasks/{task_id}/cancel")
 async def cancel(
-    request: Request, task_id: TaskIdDep, service: ServiceDep, watch: WatchDep
+    request: Request, task_id: TaskIdDep, _: SameOrigin, service: ServiceDep, watch: WatchDep
 ) -> Response:
     """Cancels as `POST /v1/tasks/{id}/cancel` does; answers with the task's live part (htmx)
     or sends a plain form back to the task's page."""

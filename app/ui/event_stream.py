@@ -18,6 +18,8 @@ class EventStream(Response):
 
     def __init__(self, produce: Producer) -> None:
         super().__init__(headers={"X-Accel-Buffering": "no"})
+        # no Content-Length: 0 (what an empty Response says); the body streams until done
+        self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
         self.produce = produce
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -86,8 +86,12 @@ async def tasks(
     search = q.strip().lower()
     if search and not ID_PREFIX.match(search):
         raise InvalidRequest("search by task id: hexadecimal digits and dashes")
+    try:
+        wanted = TaskStatus(status) if status else None
+    except ValueError as exc:
+        raise InvalidRequest(f"no status {status!r}") from exc
     where = TaskFilter(
-        status=TaskStatus(status) if status in TaskStatus._value2member_map_ else None,
+        status=wanted,
         algorithm=algorithm or None,
         created_after=_utc(created_after, "created_after"),
         created_before=_utc(created_before, "created_before"),

@@ -4,6 +4,8 @@ Policy that lets the pages load nothing but this service's own files.
 Login goes here when API keys exist: a key exchanged for a session cookie (HttpOnly,
 SameSite=Strict), a viewer's key showing no action buttons (`can_act` False)."""
 
+from urllib.parse import urlsplit
+
 from fastapi import Request
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -35,7 +37,8 @@ async def same_origin(request: Request) -> None:
         if request.headers.get("sec-fetch-site") == "same-origin":
             return
         raise CrossOrigin("an action needs the Origin header of this dashboard's own pages")
-    if origin != f"{request.url.scheme}://{request.headers.get('host', '')}":
+    # the host alone: behind a TLS-terminating proxy the scheme seen here is http
+    if urlsplit(origin).netloc != request.headers.get("host", ""):
         raise CrossOrigin(f"an action from {origin} is refused: only this dashboard's own pages")
 
 

@@ -28,7 +28,8 @@ async def test_a_profile_the_running_tasks_and_the_lag_when_enabled(app_client) 
         assert speedscope.status_code == 200
         profile = json.loads(speedscope.text)
         assert profile["$schema"].startswith("https://www.speedscope.app/")
-        assert profile["profiles"] and profile["shared"]["frames"]
+        assert profile["profiles"]
+        assert profile["shared"]["frames"]
 
         tasks = (await client.get("/debug/tasks")).json()
         assert tasks["count"] == len(tasks["items"]) > 0
@@ -36,6 +37,7 @@ async def test_a_profile_the_running_tasks_and_the_lag_when_enabled(app_client) 
 
         lag = (await client.get("/debug/lag")).json()
         assert lag["summary_ms"]["samples"] > 0
-        assert lag["seconds"] and {"at", "max_ms", "samples"} <= set(lag["seconds"][-1])
+        assert lag["seconds"]
+        assert {"at", "max_ms", "samples"} <= set(lag["seconds"][-1])
 
         assert (await client.get("/debug/profile", params={"seconds": 600})).status_code == 422

@@ -69,9 +69,7 @@ async def test_counters_and_histograms_match_a_known_workload(
     assert total(found, "taskbeat_event_loop_lag_seconds_count") > 0
     assert 0 <= total(found, "taskbeat_replica_lease_age_seconds") < 5
 
-    reads = total(
-        found, "taskbeat_http_requests_total", route="/v1/tasks/{task_id}", method="GET"
-    )
+    reads = total(found, "taskbeat_http_requests_total", route="/v1/tasks/{task_id}", method="GET")
     assert reads >= len(finals)
     assert total(found, "taskbeat_http_requests_total", route="/v1/tasks", status="202") == 25
     cancels = total(

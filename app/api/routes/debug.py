@@ -8,7 +8,7 @@ import io
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pyinstrument import Profiler
 from pyinstrument.renderers import SpeedscopeRenderer
@@ -77,7 +77,7 @@ async def tasks() -> JSONResponse:
 
 
 @router.get("/lag")
-async def lag(request: Request, context: ContextDep) -> JSONResponse:
+async def lag(context: ContextDep) -> JSONResponse:
     """The event loop's worst lag of each second over the last ten minutes, and now."""
     runner = context.runner
     return JSONResponse(
