@@ -3,6 +3,7 @@
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from importlib import metadata
 
 from fastapi import FastAPI
 from starlette.types import Scope
@@ -55,7 +56,7 @@ def create_app(
 
     app = FastAPI(
         title="taskbeat",
-        version="0.1.0",
+        version=metadata.version("taskbeat"),  # the one place: the package metadata
         summary="Long tasks over REST, run in-process, no message queue.",
         lifespan=lifespan,
         docs_url=None,  # served from the package by install_docs: no CDN

@@ -4,12 +4,14 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import anyio
+import anyio.abc
 import httpx
 import redis.asyncio as aioredis
 
@@ -22,9 +24,12 @@ from app.core.migrations import upgrade_to_head
 from app.core.redis import EmbeddedRedis, create_client
 from app.live.keys import RedisKeys
 from app.live.state import LiveState
+from app.live.subscriber import Subscriber
 from app.live.updates import UpdateHub
 from app.native import JobWatcher, load_library
+from app.runner.heartbeat import Heartbeat
 from app.runner.runner import Runner
+from app.runner.sweeper import Sweeper
 from app.service.callbacks import CallbackReceiver, apply_foreign_update
 from app.service.tasks import TaskService
 from app.service.waits import TaskWatcher
@@ -71,6 +76,21 @@ async def _redis_url(settings: Settings, stack: AsyncExitStack) -> str:
     return embedded.url
 
 
+async def _run_loops(
+    scope: anyio.CancelScope,
+    loops: Sequence[Any],  # async callables taking `task_status`
+    *,
+    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Starts each loop (waiting for it to signal readiness) inside `scope`, then runs
+    them until the scope is cancelled."""
+    with scope:
+        async with anyio.create_task_group() as tg:
+            for loop in loops:
+                await tg.start(loop)
+            task_status.started()
+
+
 @asynccontextmanager
 async def running_replica(settings: Settings) -> AsyncIterator[ReplicaContext]:
     """Migrates, connects, starts the runner; on exit drains it and closes every client."""
@@ -115,12 +135,39 @@ async def running_replica(settings: Settings) -> AsyncIterator[ReplicaContext]:
         updates.runs_here = lambda task_id: runner.local_run(task_id) is not None
         watch = TaskWatcher(service, updates)
         callbacks = CallbackReceiver(service)
+        heartbeat = Heartbeat(
+            settings=settings,
+            store=store,
+            live=live,
+            updates=updates,
+            runs=runner,
+            replica_id=replica_id,
+        )
+        sweeper = Sweeper(
+            settings=settings,
+            store=store,
+            live=live,
+            updates=updates,
+            runs=runner,
+            replica_id=replica_id,
+        )
+        subscriber = Subscriber(
+            redis_client,
+            live.keys,
+            on_update=updates.receive,
+            on_cancel=runner.cancel_local,
+            on_resubscribed=updates.resync_all,
+        )
+        await live.register_scripts()
         async with anyio.create_task_group() as tg:
             await tg.start(watcher.run)
-            await tg.start(updates.run)
             await tg.start(updates.outbox.run)
             await tg.start(live.run_events.run)
+            await tg.start(runner.loop_lag.run)
             await tg.start(runner.run)
+            # The replica's loops, next to the runner; stopped before it hands its tasks back.
+            loops = anyio.CancelScope()
+            await tg.start(_run_loops, loops, (subscriber.run, heartbeat.run, sweeper.run))
             log.info("replica %s ready", replica_id)
             try:
                 yield ReplicaContext(
@@ -139,6 +186,8 @@ async def running_replica(settings: Settings) -> AsyncIterator[ReplicaContext]:
                 )
             finally:
                 with anyio.CancelScope(shield=True):
-                    await runner.drain(settings.shutdown_grace_s)
+                    await runner.stop_runs(settings.shutdown_grace_s)
+                    loops.cancel()
+                    await runner.hand_back()
                 tg.cancel_scope.cancel()
         log.info("replica %s stopped", replica_id)

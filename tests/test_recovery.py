@@ -177,3 +177,17 @@ async def test_a_lapsed_replica_left_holding_nothing_is_forgotten(
         lambda conn: conn.execute(text("SELECT replica_id FROM replicas")).scalars().all()
     )
     assert leases == [context.replica_id]  # the dead replica's row went with its last task
+
+
+async def test_a_running_task_this_replica_does_not_run_is_handed_back_and_rerun(
+    client: httpx.AsyncClient,
+) -> None:
+    # As a start whose answer was lost, or an outcome the database never took, leaves it:
+    # the row says this live replica runs it, but no run of it is here.
+    context = client.app.state.context  # type: ignore[attr-defined]
+    task_id = await orphan(client, lease_s=None, owner=context.replica_id)
+    task = await wait_for(client, task_id, timeout_s=10)
+    assert (task["status"], task["attempt"]) == ("succeeded", 2)
+    history = await context.store.task_history(task_id=task_id)
+    handed = [e for e in history if (e.from_status, e.to_status) == ("running", "pending")]
+    assert [e.replica for e in handed] == [context.replica_id]

@@ -1,21 +1,11 @@
 """What the runner needs from an algorithm, whatever runs it (the C library, a remote engine)."""
 
-import enum
 import json
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-
-class JobState(enum.StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def finished(self) -> bool:
-        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+# The job states every adapter reports: the C library's, re-exported for the adapters.
+from app.native import JobState as JobState
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,5 @@
 """Algorithm name -> adapter. Built at start from configuration, never from a request."""
 
-from collections.abc import Iterator
 from typing import Any
 
 from app.algorithms.base import Algorithm, InputRejected
@@ -15,9 +14,6 @@ class Registry:
         if algorithm.name in self._algorithms:
             raise ValueError(f"algorithm {algorithm.name!r} is registered twice")
         self._algorithms[algorithm.name] = algorithm
-
-    def __iter__(self) -> Iterator[Algorithm]:
-        return iter(self._algorithms.values())
 
     def names(self) -> list[str]:
         return sorted(self._algorithms)

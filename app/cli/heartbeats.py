@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 from pydantic import ValidationError
-from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.cli.exits import EXIT_OK, EXIT_STALE, EXIT_UNREACHABLE
 from app.cli.output import emit_json, print_table
 from app.core.config import Settings
+from app.core.faults import REDIS_AWAY
 from app.core.redis import create_sync_client
 from app.domain.heartbeats import is_stale
 from app.live.keys import RedisKeys
@@ -134,7 +134,7 @@ def heartbeats(args: argparse.Namespace) -> int:
     client = create_sync_client(redis_url, timeout_s=REDIS_TIMEOUT_S)
     try:
         beats = read_beats(client, keys, stale_after_s=limit_s)
-    except (RedisError, OSError) as exc:
+    except REDIS_AWAY as exc:
         print(f"UNKNOWN: cannot read Redis at {redis_url}: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
     finally:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 import anyio
-from anyio.abc import TaskStatus
+import anyio.abc
 
 log = logging.getLogger(__name__)
 Item = TypeVar("Item")
@@ -117,7 +117,9 @@ class Outbox(Generic[Item]):
         self._items.append(item)
         self._queued.set()
 
-    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         """Sends until cancelled; started with `tg.start` by whoever owns the outbox."""
         task_status.started()
         while True:

@@ -8,6 +8,14 @@ from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite URL (None in memory, or for another database)."""
+    if not url.startswith("sqlite"):
+        return None
+    path = url.split("///", 1)[-1]
+    return None if path in ("", ":memory:") else Path(path)
+
+
 class RemoteAlgorithmConfig(BaseModel):
     """An external engine, registered by the operator (never from a request)."""
 
@@ -142,10 +150,7 @@ class Settings(BaseSettings):
     @property
     def sqlite_path(self) -> Path | None:
         """The database file when the store is SQLite (None in memory or on PostgreSQL)."""
-        if not self.database_url.startswith("sqlite"):
-            return None
-        path = self.database_url.split("///", 1)[-1]
-        return None if path in ("", ":memory:") else Path(path)
+        return sqlite_file(self.database_url)
 
     @property
     def embedded_redis_socket_path(self) -> Path:

@@ -3,7 +3,6 @@ event loop per transaction, not one per statement): SQLite through the standard 
 driver with one writer connection, PostgreSQL through psycopg."""
 
 import logging
-import random
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -13,6 +12,8 @@ from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy import create_engine as sqlalchemy_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
+
+from app.core.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,8 @@ POSTGRES_POOL = 10
 # PostgreSQL may end a transaction to break a deadlock or a serialization conflict
 # (SQLSTATE 40P01, 40001); nothing of it was kept, so it is run again from the start.
 RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+TRANSACTION_FIRST_RETRY_S = 0.01
+TRANSACTION_MAX_RETRY_S = 0.2
 TRANSACTION_ATTEMPTS = 5
 
 
@@ -116,6 +119,7 @@ class Database:
         runs again after a deadlock or serialization failure, so it must do nothing but SQL."""
 
         def transaction() -> T:
+            backoff = Backoff(TRANSACTION_FIRST_RETRY_S, TRANSACTION_MAX_RETRY_S, jitter=1.0)
             for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
                 try:
                     with self.writer.begin() as conn:
@@ -124,7 +128,7 @@ class Database:
                     if attempt == TRANSACTION_ATTEMPTS or not _retryable(exc):
                         raise
                     log.info("transaction retried (attempt %d): %s", attempt, exc.orig)
-                    time.sleep(random.uniform(0, 0.005 * 2**attempt))
+                    time.sleep(backoff.next_delay_s())
             raise AssertionError("unreachable")
 
         return await anyio.to_thread.run_sync(transaction, limiter=self._write_slots)

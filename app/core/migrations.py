@@ -6,6 +6,8 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
+from app.core.config import sqlite_file
+
 # The repository's top-level alembic/ folder: an editable install cannot map a package
 # without __init__.py (app.migrations) into the source tree, so it reads them from here.
 SOURCE_TREE_MIGRATIONS = Path(__file__).resolve().parents[2] / "alembic"
@@ -30,7 +32,7 @@ def alembic_config(database_url: str) -> Config:
 
 def upgrade_to_head(database_url: str) -> None:
     """Brings the database at `database_url` to the newest schema; idempotent."""
-    sqlite_path = database_url.split("///", 1)[-1] if database_url.startswith("sqlite") else ""
-    if sqlite_path and sqlite_path != ":memory:":
-        Path(sqlite_path).parent.mkdir(parents=True, exist_ok=True)
+    database_file = sqlite_file(database_url)
+    if database_file is not None:
+        database_file.parent.mkdir(parents=True, exist_ok=True)
     command.upgrade(alembic_config(database_url), "head")

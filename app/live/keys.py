@@ -3,6 +3,8 @@
 from dataclasses import dataclass
 
 HEARTBEAT_TTL_S = 24 * 3600
+# How long an accepted callback signature is remembered: twice the signing tolerance.
+CALLBACK_SEEN_TTL_S = 600
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,5 +60,6 @@ class RedisKeys:
         return f"{self.prefix}updates"
 
     def callback_seen(self, timestamp: str, signature: str) -> str:
-        """string: a callback signature already accepted (replay guard); expires after 600 s."""
+        """string: a callback signature already accepted (replay guard); expires after
+        CALLBACK_SEEN_TTL_S."""
         return f"{self.prefix}callback-seen:{timestamp}:{signature}"

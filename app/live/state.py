@@ -14,57 +14,16 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from app.core.batching import Outbox
+from app.core.faults import REDIS_AWAY
 from app.live.keys import HEARTBEAT_TTL_S, RedisKeys
+from app.live.scripts import BEAT, RELEASE_LOCK, SYNC_REPLICA_COUNT, register_all, with_scripts
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# Records one replica's running count of an algorithm, ignoring a write older than the last
-# one applied (ARGV: replica, count, sequence), or drops a dead replica's share (ARGV:
-# replica only); then sets active:{algorithm} to the sum over replicas: exact by construction.
-SYNC_REPLICA_COUNT = """
-local seq_field = ARGV[1] .. ':seq'
-if #ARGV == 1 then
-  redis.call('HDEL', KEYS[2], ARGV[1], seq_field)
-elseif tonumber(ARGV[3]) > tonumber(redis.call('HGET', KEYS[2], seq_field) or '-1') then
-  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2], seq_field, ARGV[3])
-end
-local total = 0
-local fields = redis.call('HGETALL', KEYS[2])
-for i = 1, #fields, 2 do
-  if not string.find(fields[i], ':seq', 1, true) then total = total + tonumber(fields[i + 1]) end
-end
-redis.call('SET', KEYS[1], total)
-return total
-"""
 
-
-# One replica's beat: KEYS heartbeats, progress, task-replica, replicas; ARGV hb key prefix,
-# now, TTL, replica id, its beat time, and a JSON object {task_id: progress}. For each task:
-# its hb key, its heartbeats score, its progress and its replica; then the replica's score.
-BEAT = """
-local hb_prefix, now, ttl, replica = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local scores, progress, owners = {}, {}, {}
-for task_id, value in pairs(cjson.decode(ARGV[6])) do
-  redis.call('SET', hb_prefix .. task_id, now, 'EX', ttl)
-  table.insert(scores, now); table.insert(scores, task_id)
-  table.insert(progress, task_id); table.insert(progress, value)
-  table.insert(owners, task_id); table.insert(owners, replica)
-end
-local function in_chunks(command, key, args)
-  for i = 1, #args, 1000 do
-    redis.call(command, key, unpack(args, i, math.min(i + 999, #args)))
-  end
-end
-in_chunks('ZADD', KEYS[1], scores)
-in_chunks('HSET', KEYS[2], progress)
-in_chunks('HSET', KEYS[3], owners)
-redis.call('ZADD', KEYS[4], ARGV[5], replica)
-return #scores / 2
-"""
 MAX_RUN_EVENTS_PER_TRIP = 1024
 
 
@@ -92,30 +51,28 @@ class LiveState:
     async def _tolerant(self, what: str, call: Callable[[], Awaitable[T]]) -> T | None:
         try:
             return await call()
-        except (RedisError, OSError) as exc:
+        except REDIS_AWAY as exc:
             log.warning("redis unavailable, skipped %s: %s", what, exc)
             return None
 
     def _queue_counts(self, pipe: Any, counts: Mapping[str, int]) -> None:
         for algorithm, count in counts.items():
             keys = (self.keys.active(algorithm), self.keys.active_by_replica(algorithm))
-            pipe.eval(SYNC_REPLICA_COUNT, 2, *keys, self.replica_id, count, next(self._sequence))
+            SYNC_REPLICA_COUNT.queue(pipe, keys, (self.replica_id, count, next(self._sequence)))
 
     def _queue_beat(self, pipe: Any, progress_by_task: Mapping[str, int]) -> None:
         keys = self.keys
-        pipe.eval(
-            BEAT,
-            4,
-            keys.heartbeats,
-            keys.progress,
-            keys.task_replica,
-            keys.replicas,
-            keys.heartbeat(""),
-            int(time.time()),
-            HEARTBEAT_TTL_S,
-            self.replica_id,
-            time.time(),
-            json.dumps(progress_by_task, separators=(",", ":")),
+        BEAT.queue(
+            pipe,
+            (keys.heartbeats, keys.progress, keys.task_replica, keys.replicas),
+            (
+                keys.heartbeat(""),
+                int(time.time()),
+                HEARTBEAT_TTL_S,
+                self.replica_id,
+                time.time(),
+                json.dumps(progress_by_task, separators=(",", ":")),
+            ),
         )
 
     async def beat(self, progress_by_task: Mapping[str, int], counts: Mapping[str, int]) -> bool:
@@ -130,7 +87,7 @@ class LiveState:
             uncleared = list(self._uncleared)
             if uncleared:
                 self._queue_clear(pipe, uncleared)
-            await pipe.execute()
+            await with_scripts(self.client, pipe.execute)
             self._uncleared.difference_update(uncleared)
             return True
 
@@ -157,7 +114,7 @@ class LiveState:
             if ended:
                 self._queue_clear(pipe, ended)
             self._queue_counts(pipe, counts)
-            await pipe.execute()
+            await with_scripts(self.client, pipe.execute)
             return True
 
         if await self._tolerant("run starts and ends", send) is None:
@@ -199,9 +156,9 @@ class LiveState:
             pipe = self.client.pipeline(transaction=False)
             for algorithm in algorithms:
                 keys = (self.keys.active(algorithm), self.keys.active_by_replica(algorithm))
-                pipe.eval(SYNC_REPLICA_COUNT, 2, *keys, replica_id)
+                SYNC_REPLICA_COUNT.queue(pipe, keys, (replica_id,))
             pipe.zrem(self.keys.replicas, replica_id)
-            await pipe.execute()
+            await with_scripts(self.client, pipe.execute)
 
         await self._tolerant("forget replica", send)
 
@@ -240,3 +197,32 @@ class LiveState:
 
     async def ping(self) -> None:
         await self.client.ping()
+
+    async def register_scripts(self) -> None:
+        """Registers the Lua scripts once at start (tolerant: they load on first use too)."""
+        await self._tolerant("script registration", lambda: register_all(self.client))
+
+    async def publish_cancel(self, task_id: str) -> None:
+        """Tells every replica that `task_id`'s cancel was asked (its owner stops the run)."""
+        try:
+            await self.client.publish(self.keys.cancel_channel, task_id)
+        except REDIS_AWAY as exc:
+            log.warning(
+                "task %s: cancel message not sent (%s); the owner sees it later", task_id, exc
+            )
+
+    async def take_sweeper_lock(self, token: str, ttl_s: float) -> bool:
+        """Only one replica sweeps at a time; without Redis, sweep anyway (updates are CAS)."""
+        try:
+            taken = await self.client.set(
+                self.keys.sweeper_lock, token, nx=True, px=int(ttl_s * 1000)
+            )
+        except REDIS_AWAY:
+            return True
+        return bool(taken)
+
+    async def release_sweeper_lock(self, token: str) -> None:
+        await self._tolerant(
+            "sweeper lock release",
+            lambda: RELEASE_LOCK.run(self.client, (self.keys.sweeper_lock,), (token,)),
+        )

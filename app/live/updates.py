@@ -4,36 +4,36 @@ of that task (long-polls, event streams) and to the local run of that task.
 
 A message is a hint, never the truth: a waiter re-reads the task from the database when a
 status message arrives, so a lost message costs latency, never correctness. When Redis is
-away, a publish is delivered to this replica's waiters directly, and once the subscription is
-back every waiter is told to re-read (`resync`).
+away, a publish is delivered to this replica's waiters directly, and once the subscription
+(app.live.subscriber) is back every waiter is told to re-read (`resync`).
 """
 
+import enum
 import json
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import anyio
 import redis.asyncio as aioredis
-from anyio.abc import TaskStatus as StartStatus
-from redis.exceptions import RedisError
 
 from app.core.batching import Outbox
+from app.core.faults import REDIS_AWAY
 from app.domain.models import TaskStatus
 from app.live.keys import RedisKeys
-from app.runner.loops import report_fault
 
 log = logging.getLogger(__name__)
-STATUS = "status"
-PROGRESS = "progress"
-RESYNC = "resync"
 MAX_BUFFERED_UPDATES = 256
 # Lists of updates per message (a heartbeat's progress of every run is one list).
 MAX_LISTS_PER_MESSAGE = 1024
-RECONNECT_MAX_DELAY_S = 5.0
+
+
+class UpdateKind(enum.StrEnum):
+    STATUS = "status"  # the task's status changed: re-read it
+    PROGRESS = "progress"  # a run's progress moved
+    RESYNC = "resync"  # messages may have been lost: re-read the task
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +41,7 @@ class Update:
     """One message on the updates channel."""
 
     task_id: str
-    kind: str  # STATUS, PROGRESS, or RESYNC (messages may have been lost: re-read the task)
+    kind: UpdateKind
     status: str | None = None
     attempt: int = 0
     progress: int = 0
@@ -54,10 +54,16 @@ def encode_message(origin: str, updates: Sequence[Update]) -> str:
     statuses: list[tuple[str, str, str | None, int, int]] = []
     progress: dict[str, list[int]] = {}
     for update in updates:
-        if update.kind == PROGRESS:
+        if update.kind is UpdateKind.PROGRESS:
             progress[update.task_id] = [update.attempt, update.progress]
         else:
-            fields = (update.task_id, update.kind, update.status, update.attempt, update.progress)
+            fields = (
+                update.task_id,
+                update.kind.value,
+                update.status,
+                update.attempt,
+                update.progress,
+            )
             statuses.append(fields)
     message = {"origin": origin, "statuses": statuses, "progress": progress}
     return json.dumps(message, separators=(",", ":"))
@@ -69,7 +75,7 @@ def decode_message(raw: str) -> tuple[str, list[Update], dict[str, list[int]]]:
         message = json.loads(raw)
         origin = str(message["origin"])
         statuses = [
-            Update(task_id, kind, status, attempt, progress, origin)
+            Update(task_id, UpdateKind(kind), status, attempt, progress, origin)
             for task_id, kind, status, attempt, progress in message["statuses"]
         ]
         return origin, statuses, dict(message["progress"])
@@ -101,7 +107,7 @@ class Subscription:
         if len(self._updates) >= MAX_BUFFERED_UPDATES:
             # A waiter this far behind re-reads instead of replaying every message.
             self._updates.clear()
-            update = Update(self.task_id, RESYNC)
+            update = Update(self.task_id, UpdateKind.RESYNC)
         self._updates.append(update)
         self._ready.set()
 
@@ -162,7 +168,9 @@ class UpdateHub:
             except Exception:
                 log.exception("task %s: applying a foreign update failed", update.task_id)
 
-    def _receive(self, raw: str) -> None:
+    def receive(self, raw: str) -> None:
+        """Hands one message of the updates channel to the local waiters (the subscriber's
+        handler)."""
         origin, statuses, progress = decode_message(raw)
         for update in statuses:
             self._dispatch(update)
@@ -170,12 +178,15 @@ class UpdateHub:
         for task_id, (attempt, value) in progress.items():
             # Only tasks someone here listens to (or runs, for another replica's news).
             if task_id in self._subscriptions or (foreign and self.runs_here(task_id)):
-                self._dispatch(Update(task_id, PROGRESS, "running", attempt, value, origin))
+                self._dispatch(
+                    Update(task_id, UpdateKind.PROGRESS, "running", attempt, value, origin)
+                )
 
-    def _resync_all(self) -> None:
+    def resync_all(self) -> None:
+        """Tells every local waiter to re-read its task: messages may have been missed."""
         for task_id, subscriptions in list(self._subscriptions.items()):
             for subscription in list(subscriptions):
-                subscription.put(Update(task_id, RESYNC))
+                subscription.put(Update(task_id, UpdateKind.RESYNC))
 
     # ----- publishing ------------------------------------------------------------------
 
@@ -185,7 +196,7 @@ class UpdateHub:
         try:
             message = encode_message(self.replica_id, updates)
             await self.client.publish(self.keys.updates_channel, message)
-        except (RedisError, OSError) as exc:
+        except REDIS_AWAY as exc:
             log.warning("redis unavailable, updates delivered on this replica only: %s", exc)
             for update in updates:
                 self._dispatch(update)
@@ -195,12 +206,16 @@ class UpdateHub:
     ) -> None:
         if status.finished:
             self._published_progress.pop(task_id, None)
-        self.outbox.put([Update(task_id, STATUS, status.value, attempt, progress, self.replica_id)])
+        self.outbox.put(
+            [Update(task_id, UpdateKind.STATUS, status.value, attempt, progress, self.replica_id)]
+        )
 
     def progress_changed(self, task_id: str, attempt: int, progress: int) -> None:
         self._published_progress[task_id] = (attempt, progress)
         running = TaskStatus.RUNNING.value
-        self.outbox.put([Update(task_id, PROGRESS, running, attempt, progress, self.replica_id)])
+        self.outbox.put(
+            [Update(task_id, UpdateKind.PROGRESS, running, attempt, progress, self.replica_id)]
+        )
 
     def publish_progress(self, running: Mapping[str, tuple[int, int]]) -> None:
         """Publishes the progress of the runs (task_id -> (attempt, progress)) that moved
@@ -212,44 +227,8 @@ class UpdateHub:
         for task_id, (attempt, progress) in running.items():
             if self._published_progress.get(task_id, (attempt, 0)) != (attempt, progress):
                 self._published_progress[task_id] = (attempt, progress)
-                moved.append(Update(task_id, PROGRESS, status, attempt, progress, self.replica_id))
+                moved.append(
+                    Update(task_id, UpdateKind.PROGRESS, status, attempt, progress, self.replica_id)
+                )
         if moved:
             self.outbox.put(moved)  # one message, however many runs moved
-
-    # ----- the subscriber --------------------------------------------------------------
-
-    async def _listen(self, pubsub: Any) -> None:
-        while True:
-            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
-            if message is not None and message.get("type") == "message":
-                try:
-                    self._receive(message["data"])
-                except Exception as exc:
-                    report_fault("an update message", exc)
-
-    async def run(self, *, task_status: StartStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """The replica's one subscription; started by the lifespan with `tg.start`. Keeps
-        resubscribing while Redis is away, and starts even when Redis is away at start."""
-        started = False
-        delay_s = 0.1
-        while True:
-            pubsub = self.client.pubsub()
-            try:
-                await pubsub.subscribe(self.keys.updates_channel)
-                if started:
-                    self._resync_all()  # messages may have been missed while away
-                else:
-                    started = True
-                    task_status.started()
-                delay_s = 0.1
-                await self._listen(pubsub)
-            except Exception as exc:
-                report_fault("updates subscription (resubscribing)", exc)
-            finally:
-                with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-            if not started:
-                started = True
-                task_status.started()
-            await anyio.sleep(delay_s)
-            delay_s = min(delay_s * 2, RECONNECT_MAX_DELAY_S)

@@ -1,14 +1,14 @@
 """The native "hello" algorithm (clib/) and its event-loop glue."""
 
-from app.algorithms.base import JobState
 from app.native._lib import (
     EXPECTED_API_VERSION,
     MAX_INPUT_BYTES,
     InvalidHandleError,
     InvalidInputError,
     JobChange,
-    JobStatus,
+    JobState,
     NativeError,
+    NativeJobStatus,
     NativeLibrary,
     PollError,
     load_library,
@@ -22,9 +22,9 @@ __all__ = [
     "InvalidInputError",
     "JobChange",
     "JobState",
-    "JobStatus",
     "JobWatcher",
     "NativeError",
+    "NativeJobStatus",
     "NativeLibrary",
     "PollError",
     "load_library",

@@ -6,13 +6,12 @@ holds the library's mutex only briefly and never waits, so it may run on the eve
 """
 
 import ctypes
+import enum
 import functools
 import struct
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, NamedTuple
-
-from app.algorithms.base import JobState
 
 EXPECTED_API_VERSION = 2
 LIBRARY_FILENAME = "libtaskbeat_alg.so"
@@ -31,6 +30,18 @@ _TB_EHANDLE = -2
 _TB_EPOLL = -3
 
 
+class JobState(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+
 # Index = tb_state value in C.
 _STATES_BY_CODE = (
     JobState.QUEUED,
@@ -42,7 +53,7 @@ _STATES_BY_CODE = (
 
 
 @dataclass(frozen=True, slots=True)
-class JobStatus:
+class NativeJobStatus:
     """A job's state; `output` is set once it succeeded, `error` once it failed or was cancelled."""
 
     state: JobState
@@ -186,7 +197,7 @@ class NativeLibrary:
         _raise_for(self._c.tb_submit(data, len(data), ctypes.byref(handle), err, len(err)), err)
         return int(handle.value)
 
-    def poll(self, handle: int) -> JobStatus:
+    def poll(self, handle: int) -> NativeJobStatus:
         """The job's status; raises PollError for a failed poll, InvalidHandleError if freed."""
         _check_handle(handle)
         status = _Status()
@@ -196,14 +207,16 @@ class NativeLibrary:
         _raise_for(code, err)
         state = _STATES_BY_CODE[status.state]
         if not state.finished:
-            return JobStatus(state=state, progress=status.progress, output=None, error=None)
+            return NativeJobStatus(state=state, progress=status.progress, output=None, error=None)
         if status.text_len < len(text):
             message = _decode(text.raw[: status.text_len])
         else:
             message = self._read_text(handle, status.text_len)
         if state is JobState.SUCCEEDED:
-            return JobStatus(state=state, progress=status.progress, output=message, error=None)
-        return JobStatus(state=state, progress=status.progress, output=None, error=message)
+            return NativeJobStatus(
+                state=state, progress=status.progress, output=message, error=None
+            )
+        return NativeJobStatus(state=state, progress=status.progress, output=None, error=message)
 
     def _read_text(self, handle: int, text_len: int) -> str:
         text = ctypes.create_string_buffer(text_len + 1)

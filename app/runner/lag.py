@@ -9,7 +9,7 @@ from collections import deque
 from collections.abc import Callable
 
 import anyio
-from anyio.abc import TaskStatus
+import anyio.abc
 
 SAMPLE_INTERVAL_S = 0.05
 # 200 samples of 50 ms: the figures cover about the last 10 s (five heartbeat ticks).
@@ -43,7 +43,9 @@ class LoopLagMonitor:
         if self._on_sample is not None:
             self._on_sample(max(0.0, lag_ms))
 
-    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         """Samples until cancelled; started with `tg.start`."""
         task_status.started()
         while True:

@@ -14,14 +14,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-from anyio.abc import TaskGroup, TaskStatus
+import anyio.abc
+from anyio.abc import TaskGroup
 
 from app.algorithms.base import Algorithm, AlgorithmError, InputRejected, PollFailed
 from app.algorithms.registry import Registry
+from app.core.backoff import Backoff
 from app.core.config import Settings
 from app.domain.errors import InvalidRequest, Saturated, StoreUnavailable
-from app.domain.models import StoredTask
-from app.domain.models import TaskStatus as Status
+from app.domain.models import StoredTask, TaskStatus
 from app.domain.outcome import Outcome
 from app.live.state import LiveState
 from app.live.updates import UpdateHub
@@ -34,6 +35,8 @@ from app.store import TaskStore, lease_deadline
 log = logging.getLogger(__name__)
 CLEANUP_TIMEOUT_S = 5.0
 FINAL_WRITE_RETRY_S = 300.0
+FINAL_WRITE_FIRST_RETRY_S = 0.5
+FINAL_WRITE_MAX_RETRY_S = 5.0
 START_RETRY_DELAY_S = 1.0
 POLL_JITTER = 0.1
 
@@ -80,8 +83,6 @@ class Runner:
         self._tg: TaskGroup | None = None
         self._runs_changed = anyio.Event()
         self._saved_progress: dict[str, tuple[int, int]] = {}
-        self.last_progress_save_s = 0.0
-        self.last_renewal_s = time.monotonic()
         self._active: Counter[str] = Counter()
         self.metrics = Metrics()  # /metrics; fed at the marked lines below
         self.loop_lag = LoopLagMonitor(on_sample=self.metrics.loop_lag_sampled)
@@ -182,7 +183,7 @@ class Runner:
             log.exception("task %s: the run failed on an unexpected error", run.task_id)
             if run.attempt and not run.persisting:
                 error = f"internal error: {type(exc).__name__}: {exc}"
-                await self._persist(run, Outcome(Status.FAILED, run.progress, error=error))
+                await self._persist(run, Outcome(TaskStatus.FAILED, run.progress, error=error))
         finally:
             self._runs.pop(run.task_id, None)
             self._saved_progress.pop(run.task_id, None)
@@ -204,16 +205,16 @@ class Runner:
             return
         if task is None:
             return  # cancelled, finished or taken over meanwhile
-        if task.status is Status.CANCELLED:  # its cancel was asked while it was pending
-            self.metrics.task_finished(task.algorithm, Status.CANCELLED)  # metrics
-            self.updates.status_changed(task.task_id, Status.CANCELLED, task.attempt)
+        if task.status is TaskStatus.CANCELLED:  # its cancel was asked while it was pending
+            self.metrics.task_finished(task.algorithm, TaskStatus.CANCELLED)  # metrics
+            self.updates.status_changed(task.task_id, TaskStatus.CANCELLED, task.attempt)
             return
         run.algorithm, run.attempt = task.algorithm, task.attempt
         run.cancel_requested = run.cancel_requested or task.cancel_requested
         try:
             adapter = self.registry.get(task.algorithm)
         except InvalidRequest as exc:
-            await self._persist(run, Outcome(Status.FAILED, 0, error=str(exc)))
+            await self._persist(run, Outcome(TaskStatus.FAILED, 0, error=str(exc)))
             return
         run.adapter = adapter
         run.started_s = time.monotonic()
@@ -227,17 +228,17 @@ class Runner:
         the run is under way: once its job was submitted."""
         self.live.started(run.task_id, run.algorithm, self._active[run.algorithm])
         log.info("task %s: attempt %d started", run.task_id, run.attempt)
-        self.updates.status_changed(run.task_id, Status.RUNNING, run.attempt)
+        self.updates.status_changed(run.task_id, TaskStatus.RUNNING, run.attempt)
 
     async def _drive(self, run: LocalRun, adapter: Algorithm, task: StoredTask) -> Outcome:
         if run.cancel_requested:
-            return Outcome(Status.CANCELLED, 0, error="cancelled before it started")
+            return Outcome(TaskStatus.CANCELLED, 0, error="cancelled before it started")
         try:
             run.handle = await adapter.submit(task.input, task_id=task.task_id)
         except InputRejected as exc:
-            return Outcome(Status.FAILED, 0, error=f"input refused: {exc}")
+            return Outcome(TaskStatus.FAILED, 0, error=f"input refused: {exc}")
         except AlgorithmError as exc:
-            return Outcome(Status.FAILED, 0, error=f"submit failed: {exc}")
+            return Outcome(TaskStatus.FAILED, 0, error=f"submit failed: {exc}")
         job_finished = False
         try:
             self._announce_running(run)
@@ -248,7 +249,7 @@ class Runner:
                 job_finished = True
                 return outcome
             return Outcome(
-                Status.TIMED_OUT,
+                TaskStatus.TIMED_OUT,
                 run.progress,
                 error=f"timed out after {task.timeout_s} s",
                 poll_failures=run.poll_failures,
@@ -275,7 +276,7 @@ class Runner:
                 failures_in_a_row += 1
                 if failures_in_a_row > self.settings.poll_max_retries:
                     return Outcome(
-                        Status.FAILED,
+                        TaskStatus.FAILED,
                         run.progress,
                         error=f"gave up after {failures_in_a_row} failed polls in a row "
                         f"(limit {self.settings.poll_max_retries} retries): {exc}",
@@ -294,7 +295,7 @@ class Runner:
     async def _persist(self, run: LocalRun, outcome: Outcome) -> None:
         """Writes the outcome, retrying while the database is away (bounded)."""
         run.persisting = True
-        delay_s = 0.5
+        backoff = Backoff(FINAL_WRITE_FIRST_RETRY_S, FINAL_WRITE_MAX_RETRY_S)
         with anyio.move_on_after(FINAL_WRITE_RETRY_S) as scope:
             while True:
                 try:
@@ -307,8 +308,7 @@ class Runner:
                     break
                 except Exception as exc:
                     log.warning("task %s: final write failed, retrying: %s", run.task_id, exc)
-                    await anyio.sleep(delay_s)
-                    delay_s = min(delay_s * 2, 5.0)
+                    await anyio.sleep(backoff.next_delay_s())
         if scope.cancelled_caught:
             log.error("task %s: outcome %s lost: database away", run.task_id, outcome.status)
         elif won:
@@ -320,28 +320,26 @@ class Runner:
 
     # ----- the replica's loops ---------------------------------------------------------
 
-    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Owns every run of this replica; started by the app's lifespan with `tg.start`."""
-        from app.runner.cancels import cancel_listener
-        from app.runner.heartbeat import heartbeat_loop
-        from app.runner.sweeper import sweeper_loop
-
-        # The lease comes first: a task this replica owns is never without one.
-        self.last_renewal_s = time.monotonic()
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Owns every run of this replica; started by the composition root with `tg.start`.
+        The lease comes first: a task this replica owns is never without one."""
         lease_until = lease_deadline(self.settings.lease_duration_s)
         await self.store.join(replica_id=self.replica_id, lease_until=lease_until)
         async with anyio.create_task_group() as tg:
             self._tg = tg
             self.accepting = True
-            await tg.start(heartbeat_loop, self)
-            await tg.start(sweeper_loop, self)
-            await tg.start(cancel_listener, self)
-            await tg.start(self.loop_lag.run)
             task_status.started()
+            await anyio.sleep_forever()
 
     async def drain(self, grace_s: float) -> None:
-        """Stops admitting, lets runs finish for `grace_s`, stops the rest and hands every
-        unfinished task of this replica back so that any replica takes it over at once."""
+        """`stop_runs`, then `hand_back`."""
+        await self.stop_runs(grace_s)
+        await self.hand_back()
+
+    async def stop_runs(self, grace_s: float) -> None:
+        """Stops admitting, lets runs finish for `grace_s` and stops the rest."""
         self.accepting = False
         self._waiting.clear()
         with anyio.move_on_after(grace_s):
@@ -352,6 +350,10 @@ class Runner:
         with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_TIMEOUT_S):
             while self._runs:
                 await self._runs_changed.wait()
+
+    async def hand_back(self) -> None:
+        """Hands every unfinished task of this replica back, so that any replica takes it
+        over at once, drops this replica's live counts, and ends the runner."""
         with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_TIMEOUT_S):
             try:
                 released = await self.store.release_all(owner=self.replica_id)
@@ -361,9 +363,19 @@ class Runner:
             # What the ended runs queued goes out before this replica's counts are dropped.
             await self.live.run_events.flush()
             await self.updates.outbox.flush()
-            await self.live.forget_replica(self.replica_id, self.registry.names())
+            await self.live.forget_replica(self.replica_id, self.algorithm_names())
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
+
+    def is_local(self, task_id: str) -> bool:
+        return task_id in self._runs
+
+    def cancel_undelivered(self, task_id: str) -> bool:
+        run = self._runs.get(task_id)
+        return run is not None and not run.cancel_delivered
+
+    def algorithm_names(self) -> list[str]:
+        return self.registry.names()
 
     def active_counts(self) -> dict[str, int]:
         """This replica's running tasks per registered algorithm (zeros included)."""

@@ -17,22 +17,22 @@ from typing import Annotated, Any
 
 import anyio
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
-from redis.exceptions import RedisError
 
 from app.algorithms.base import AcceptsCallbacks, JobState, JobStatus
 from app.core import strict_json
 from app.core.digits import ascii_int
+from app.core.faults import REDIS_AWAY
 from app.domain.errors import Conflict, InvalidRequest, StoreUnavailable, Unauthorized
 from app.domain.models import TaskPublic, TaskStatus
 from app.domain.outcome import Outcome
-from app.live.updates import PROGRESS, STATUS, Update
+from app.live.keys import CALLBACK_SEEN_TTL_S
+from app.live.updates import Update, UpdateKind
 from app.service.tasks import TaskService
 
 log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-Taskbeat-Signature"
 MAX_SKEW_S = 300
 MAX_TIMESTAMP_DIGITS = 12
-SEEN_TTL_S = 600
 RUN_END_WAIT_S = 5.0
 REPORTABLE = {TaskStatus.RUNNING, TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED}
 HEX_DIGEST = re.compile(r"[0-9a-fA-F]{64}")
@@ -122,8 +122,8 @@ class CallbackReceiver:
         live = self.service.live
         try:
             key = live.keys.callback_seen(*signature.replay_key)
-            return bool(await live.client.set(key, 1, nx=True, ex=SEEN_TTL_S))
-        except (RedisError, OSError) as exc:
+            return bool(await live.client.set(key, 1, nx=True, ex=CALLBACK_SEEN_TTL_S))
+        except REDIS_AWAY as exc:
             raise StoreUnavailable("cannot check callbacks for replays: redis away") from exc
 
     async def receive(self, task_id: str, header: str | None, body: bytes) -> TaskPublic:
@@ -210,10 +210,10 @@ def apply_foreign_update(service: TaskService, update: Update) -> None:
     run = service.runner.local_run(update.task_id)
     if run is None or run.adapter is None:
         return
-    if update.kind == PROGRESS and update.attempt == run.attempt:
+    if update.kind is UpdateKind.PROGRESS and update.attempt == run.attempt:
         run.progress = max(run.progress, update.progress)
         if isinstance(run.adapter, AcceptsCallbacks) and run.handle is not None:
             run.adapter.deliver(run.handle, JobStatus(JobState.RUNNING, update.progress))
-    elif update.kind == STATUS and update.status and TaskStatus(update.status).finished:
+    elif update.kind is UpdateKind.STATUS and update.status and TaskStatus(update.status).finished:
         log.info("task %s: finished on another replica; stopping the local run", update.task_id)
         run.scope.cancel()

@@ -199,12 +199,18 @@ class Dashboard:
         runner = self.service.runner
         for algorithm, count in runner.active_counts().items():
             metrics.tasks_running.labels(algorithm).set(count)
+        db = self.service.store.db
         try:
-            waiting: dict[str, int] | None = await self.service.store.db.read(
+            waiting: dict[str, int] | None = await db.read(
                 lambda conn: reads.pending_here(conn, owner=runner.replica_id)
             )
+            lease_until = await db.read(lambda conn: reads.lease_of(conn, runner.replica_id))
         except (SQLAlchemyError, OSError):
-            waiting = None  # the database is away: the last figures stand
+            waiting = lease_until = None  # the database is away: the last figures stand
+        if lease_until is not None:
+            # renewed at (end of lease - its length): the row says when, on any replica
+            left_s = (lease_until - utcnow()).total_seconds()
+            metrics.lease_age.set(max(0.0, self.service.settings.lease_duration_s - left_s))
         for item in await self.service.algorithms():
             name = item["name"]
             if waiting is not None:
@@ -214,4 +220,3 @@ class Dashboard:
         now = utcnow()
         ages = [(now - beat).total_seconds() for _, beat in live.values() if beat is not None]
         metrics.heartbeat_age_max.set(max(ages, default=0.0))
-        metrics.lease_age.set(time.monotonic() - runner.last_renewal_s)

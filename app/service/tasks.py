@@ -21,7 +21,6 @@ from app.domain.models import (
 )
 from app.live.state import LiveState
 from app.live.updates import UpdateHub
-from app.runner.cancels import publish_cancel
 from app.runner.runner import Runner
 from app.store import TaskStore
 
@@ -118,7 +117,7 @@ class TaskService:
             raise Conflict(f"task {task_id} already finished: {task.status.value}")
         run = await self.runner.cancel_local(task_id)
         if run is None:
-            await publish_cancel(self.runner, task_id)
+            await self.live.publish_cancel(task_id)
         else:
             with anyio.move_on_after(CANCEL_WAIT_S):
                 await run.ended.wait()

@@ -12,12 +12,8 @@ from dataclasses import dataclass
 import anyio
 
 from app.domain.models import TaskPublic, TaskStatus
-from app.live.updates import PROGRESS, UpdateHub, event_id
+from app.live.updates import UpdateHub, UpdateKind, event_id
 from app.service.tasks import TaskService
-
-
-def _frame(kind: str, identifier: int, data: str) -> str:
-    return f"id: {identifier}\nevent: {kind}\ndata: {data}\n\n"
 
 
 def snapshot_id(task: TaskPublic) -> int:
@@ -38,19 +34,18 @@ class TaskWatcher:
             with anyio.move_on_after(timeout_s):
                 while True:
                     update = await subscription.next()
-                    if update.kind == PROGRESS:
+                    if update.kind is UpdateKind.PROGRESS:
                         continue
                     task = await self.service.get(task_id)
                     if task.status.finished:
                         return task
         return await self.service.get(task_id)
 
-    async def events(
-        self, task_id: str, *, last_event_id: int, keepalive_s: float
-    ) -> AsyncIterator[str]:
-        """SSE frames: the current task first (a `status` event), then `progress` and
-        `status` events as they happen, until the final status. Event ids grow with every
-        change, so a client resuming with `Last-Event-ID` gets only what it has not seen."""
+    async def events(self, task_id: str, *, last_event_id: int) -> AsyncIterator[dict[str, str]]:
+        """Server-sent events (event, id, data): the current task first (a `status` event),
+        then `progress` and `status` events as they happen, until the final status. Event
+        ids grow with every change, so a client resuming with `Last-Event-ID` gets only what
+        it has not seen."""
         async with self.updates.subscribe(task_id) as subscription:
             task = await self.service.get(task_id)
             last_sent = last_event_id
@@ -58,16 +53,11 @@ class TaskWatcher:
                 current = snapshot_id(task)
                 if current > last_sent:
                     last_sent = current
-                    yield _frame("status", current, task.model_dump_json())
+                    yield {"event": "status", "id": str(current), "data": task.model_dump_json()}
                 if task.status.finished:
                     return
-                update = None
-                with anyio.move_on_after(keepalive_s):
-                    update = await subscription.next()
-                if update is None:
-                    yield ": keep-alive\n\n"
-                    continue
-                if update.kind == PROGRESS:
+                update = await subscription.next()
+                if update.kind is UpdateKind.PROGRESS:
                     current = event_id(TaskStatus.RUNNING, update.attempt, update.progress)
                     if current > last_sent and task.status is TaskStatus.RUNNING:
                         last_sent = current
@@ -77,6 +67,7 @@ class TaskWatcher:
                             "attempt": update.attempt,
                             "progress": update.progress,
                         }
-                        yield _frame(PROGRESS, current, json.dumps(payload))
+                        data = json.dumps(payload)
+                        yield {"event": "progress", "id": str(current), "data": data}
                     continue
                 task = await self.service.get(task_id)

@@ -133,6 +133,11 @@ class TaskStore:
             lambda conn: leases.renew(conn, replica_id=replica_id, lease_until=lease_until)
         )
 
+    async def hand_back_orphans(self, *, owner: str, orphans: Sequence[tuple[str, int]]) -> int:
+        return await self.db.write(
+            lambda conn: leases.hand_back_orphans(conn, owner=owner, orphans=orphans)
+        )
+
     async def expired_tasks(self, *, limit: int = EXPIRED_PER_SWEEP) -> list[StoredTask]:
         return await self.db.read(lambda conn: leases.expired_tasks(conn, limit=limit))
 

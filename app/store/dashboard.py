@@ -2,7 +2,6 @@
 refresh costs the same at 100 or 100,000 tasks: pages are bounded, counts read one index,
 the chart reads only the last hour's finishes."""
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -117,5 +116,8 @@ def leases(conn: Connection) -> dict[str, datetime]:
     return {replica: expires for replica, expires in rows}
 
 
-def finished_in(rows: Sequence[tuple[str, TaskStatus, int]]) -> int:
-    return sum(count for _, status, count in rows if status.finished)
+def lease_of(conn: Connection, replica_id: str) -> datetime | None:
+    """The end of the replica's lease (None without a lease row)."""
+    query = select(replicas.c.lease_expires_at).where(replicas.c.replica_id == replica_id)
+    found: datetime | None = conn.execute(query).scalar_one_or_none()
+    return found

@@ -19,6 +19,7 @@ class Renewal:
     held: frozenset[str]  # unfinished tasks the owner still holds
     cancel_asked: frozenset[str]  # among them, those whose cancel was asked
     cancelled: tuple[tuple[str, int], ...] = ()  # (task_id, attempt) of pending ones it ended
+    running: frozenset[tuple[str, int]] = frozenset()  # (task_id, attempt) it holds running
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,15 +63,46 @@ def renew(conn: Connection, *, replica_id: str, lease_until: datetime) -> Renewa
     sees the tasks gone."""
     _set_lease(conn, replica_id, lease_until)
     cancelled = cancel_asked_pending(conn, tasks.c.owner == replica_id, replica=replica_id)
-    held_query = select(tasks.c.task_id, tasks.c.cancel_requested).where(
-        tasks.c.owner == replica_id, tasks.c.status.in_(UNFINISHED_VALUES)
-    )
+    held_query = select(
+        tasks.c.task_id, tasks.c.cancel_requested, tasks.c.status, tasks.c.attempt
+    ).where(tasks.c.owner == replica_id, tasks.c.status.in_(UNFINISHED_VALUES))
     rows = conn.execute(held_query).all()
+    running = TaskStatus.RUNNING.value
     return Renewal(
-        held=frozenset(task_id for task_id, _ in rows),
-        cancel_asked=frozenset(task_id for task_id, asked in rows if asked),
+        held=frozenset(row.task_id for row in rows),
+        cancel_asked=frozenset(row.task_id for row in rows if row.cancel_requested),
         cancelled=tuple((task.task_id, task.attempt) for task in cancelled),
+        running=frozenset((row.task_id, row.attempt) for row in rows if row.status == running),
     )
+
+
+def hand_back_orphans(conn: Connection, *, owner: str, orphans: Sequence[tuple[str, int]]) -> int:
+    """running -> pending, with no holder, for the owner's (task_id, attempt) runs that it no
+    longer runs (a start whose answer was lost, an outcome the database never took), so
+    that a sweeper runs them again; conditional on owner, attempt and status."""
+    handed = 0
+    for task_id, attempt in sorted(orphans):
+        statement = (
+            update(tasks)
+            .where(
+                tasks.c.task_id == task_id,
+                tasks.c.owner == owner,
+                tasks.c.attempt == attempt,
+                tasks.c.status == TaskStatus.RUNNING.value,
+            )
+            .values(status=TaskStatus.PENDING.value, owner=None)
+            .returning(tasks.c.attempt)
+        )
+        row = apply_transition(
+            conn,
+            statement,
+            task_id=task_id,
+            from_status=TaskStatus.RUNNING,
+            to_status=TaskStatus.PENDING,
+            replica=owner,
+        )
+        handed += row is not None
+    return handed
 
 
 def join(conn: Connection, *, replica_id: str, lease_until: datetime) -> None:

@@ -14,7 +14,7 @@ from app.native import (
     InvalidInputError,
     JobChange,
     JobState,
-    JobStatus,
+    NativeJobStatus,
     NativeLibrary,
     PollError,
     load_library,
@@ -23,7 +23,7 @@ from app.native import (
 Submit = Callable[[str], int]
 
 
-def wait_until_finished(lib: NativeLibrary, handle: int, timeout_s: float = 5.0) -> JobStatus:
+def wait_until_finished(lib: NativeLibrary, handle: int, timeout_s: float = 5.0) -> NativeJobStatus:
     deadline = time.monotonic() + timeout_s
     while True:
         status = lib.poll(handle)
@@ -42,7 +42,7 @@ def test_job_outputs_hello_world(lib: NativeLibrary, submit: Submit) -> None:
 
     status = wait_until_finished(lib, handle)
 
-    assert status == JobStatus(JobState.SUCCEEDED, 100, "hello world", None)
+    assert status == NativeJobStatus(JobState.SUCCEEDED, 100, "hello world", None)
 
 
 def test_progress_advances_over_time(lib: NativeLibrary, submit: Submit) -> None:
@@ -89,7 +89,7 @@ def test_fail_at_step_reports_the_message(lib: NativeLibrary, submit: Submit) ->
 
     status = wait_until_finished(lib, handle)
 
-    assert status == JobStatus(JobState.FAILED, 40, None, "disk on fire")
+    assert status == NativeJobStatus(JobState.FAILED, 40, None, "disk on fire")
 
 
 def test_fail_at_step_has_a_default_message(lib: NativeLibrary, submit: Submit) -> None:
@@ -112,7 +112,7 @@ def test_hang_runs_until_cancelled(lib: NativeLibrary, submit: Submit) -> None:
     handle = submit(json.dumps({"duration_ms": 100, "steps": 2, "hang": True}))
     time.sleep(0.3)
 
-    assert lib.poll(handle) == JobStatus(JobState.RUNNING, 50, None, None)
+    assert lib.poll(handle) == NativeJobStatus(JobState.RUNNING, 50, None, None)
     lib.cancel(handle)
     assert lib.poll(handle).state is JobState.CANCELLED
 
@@ -123,7 +123,7 @@ def test_spin_job_burns_cpu_and_finishes(lib: NativeLibrary, submit: Submit) -> 
 
     status = wait_until_finished(lib, handle)
 
-    assert status == JobStatus(JobState.SUCCEEDED, 100, "hello world", None)
+    assert status == NativeJobStatus(JobState.SUCCEEDED, 100, "hello world", None)
     # A sleeping job burns next to no CPU; a loaded 2-core box may give the spinner
     # well under its 300 ms wall time, so the bound is low but still tells them apart.
     assert time.process_time() - cpu_before > 0.08

@@ -3,7 +3,7 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import StreamingResponse
+from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from app.api.deps import CallbacksDep, ContextDep, LastEventIdDep, ServiceDep, TaskIdDep, WatchDep
 from app.api.errors import WHEN, error_responses
@@ -31,7 +31,7 @@ async def wait_for_task(
 
 @router.get(
     "/{task_id}/events",
-    response_class=StreamingResponse,
+    response_class=EventSourceResponse,
     responses={
         200: {
             "description": "`status` and `progress` events until the final status",
@@ -53,9 +53,19 @@ async def task_events(
     task = await service.get(task_id)
     if task.status.finished and snapshot_id(task) <= seen:
         return Response(status_code=204)
-    frames = watch.events(task_id, last_event_id=seen, keepalive_s=context.settings.sse_keepalive_s)
-    headers = {"X-Accel-Buffering": "no"}
-    return StreamingResponse(frames, media_type="text/event-stream", headers=headers)
+    events = watch.events(task_id, last_event_id=seen)
+    # sse-starlette encodes the events, sends keep-alive comments and sets the no-buffering
+    # and no-cache headers; a client that goes away ends the stream.
+    return EventSourceResponse(
+        events,
+        ping=context.settings.sse_keepalive_s,
+        ping_message_factory=_keep_alive,
+        sep="\n",
+    )
+
+
+def _keep_alive() -> ServerSentEvent:
+    return ServerSentEvent(comment="keep-alive", sep="\n")
 
 
 @router.post(

@@ -10,7 +10,10 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 log = logging.getLogger(__name__)
-OUTAGES = (RedisError, SQLAlchemyError, OSError)
+# Redis is away (down, restarting, unreachable): what every Redis call tolerates.
+REDIS_AWAY = (RedisError, OSError)
+# An outage of a service the replica depends on, not a bug.
+OUTAGES = (*REDIS_AWAY, SQLAlchemyError)
 
 
 def report_fault(what: str, exc: Exception) -> None:
