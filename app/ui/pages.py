@@ -20,6 +20,8 @@ from app.ui.templating import templates
 router = APIRouter(prefix="/ui", include_in_schema=False)
 PAGE_SIZE = 50
 ID_PREFIX = re.compile(r"^[0-9a-f-]{1,36}$")
+# printable text or nothing (the form's "any"): PostgreSQL cannot compare a NUL
+NAME_OR_ANY = r"^[^\x00-\x1f\x7f]*$"
 
 
 def dashboard_of(request: Request) -> Dashboard:
@@ -77,7 +79,7 @@ def _utc(value: str | None, name: str) -> datetime | None:
 async def tasks(
     request: Request,
     status: Annotated[str, Query(max_length=16)] = "",
-    algorithm: Annotated[str, Query(max_length=64)] = "",
+    algorithm: Annotated[str, Query(max_length=64, pattern=NAME_OR_ANY)] = "",
     created_after: Annotated[str, Query(max_length=40)] = "",
     created_before: Annotated[str, Query(max_length=40)] = "",
     q: Annotated[str, Query(max_length=36)] = "",

@@ -25,9 +25,10 @@ def chromium_or_skip() -> str:
     pytest.skip(reason)
 
 
-# Per module: Playwright's sync API keeps an event loop running while it is open, which the
-# async tests of other modules could not share.
-@pytest.fixture(scope="module")
+# Per test, and set up after the test's server (list `open_page` after `start_server`):
+# while Playwright's sync API is open an event loop runs on this thread, so nothing else
+# may call asyncio.run then (the PostgreSQL fixtures do).
+@pytest.fixture
 def browser() -> Iterator[Any]:
     executable = chromium_or_skip()
     from playwright.sync_api import sync_playwright
