@@ -21,10 +21,12 @@ run: install
 test: dev clib-test browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# lint-imports checks the layer contracts and finds import cycles (tool.importlinter).
 lint: dev
 	$(BIN)/ruff check app tests setup.py bench
 	$(BIN)/ruff format --check app tests setup.py bench
 	$(BIN)/mypy app
+	$(BIN)/lint-imports --no-cache --no-logo
 	$(BIN)/python app/client/generate_sync.py --check
 
 # The sync client is generated from the async one (unasync): edit app/client/_async only.

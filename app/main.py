@@ -8,12 +8,13 @@ from importlib import metadata
 from fastapi import FastAPI
 from starlette.types import Scope
 
+from app.api.auth import Authorization
 from app.api.docs import install_docs
 from app.api.errors import install_error_handlers
 from app.api.headers import DefensiveHeaders
 from app.api.limits import BodySizeLimit
 from app.api.openapi import install_openapi
-from app.api.routes import debug, health, meta, metrics, tasks, updates
+from app.api.routes import debug, health, keys, meta, metrics, tasks, updates
 from app.core.config import Settings, get_settings
 from app.observe.http_metrics import HttpMetrics
 from app.observe.metrics import Metrics
@@ -62,6 +63,7 @@ def create_app(
         docs_url=None,  # served from the package by install_docs: no CDN
         redoc_url=None,
     )
+    app.add_middleware(Authorization)  # innermost: a refused request's body is never read
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     install_dashboard(app)
     app.add_middleware(HttpMetrics, metrics=_replica_metrics)
@@ -70,6 +72,7 @@ def create_app(
     app.include_router(tasks.router)
     app.include_router(updates.router)
     app.include_router(meta.router)
+    app.include_router(keys.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(debug.router)

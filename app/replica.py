@@ -23,6 +23,7 @@ from app.core.db import Database
 from app.core.migrations import upgrade_to_head
 from app.core.redis import EmbeddedRedis, create_client
 from app.live.keys import RedisKeys
+from app.live.rate import RequestRate
 from app.live.state import LiveState
 from app.live.subscriber import Subscriber
 from app.live.updates import UpdateHub
@@ -31,9 +32,11 @@ from app.runner.heartbeat import Heartbeat
 from app.runner.runner import Runner
 from app.runner.sweeper import Sweeper
 from app.service.callbacks import CallbackReceiver, apply_foreign_update
+from app.service.keys import KeyService
 from app.service.tasks import TaskService
 from app.service.waits import TaskWatcher
 from app.store import TaskStore
+from app.store.keys import KeyStore
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,8 @@ class ReplicaContext:
     updates: UpdateHub
     watch: TaskWatcher
     callbacks: CallbackReceiver
+    keys: KeyService
+    rate: RequestRate
     # unix://… of the embedded redis-server; None when TASKBEAT_REDIS_URL names a Redis
     embedded_redis_url: str | None = None
 
@@ -100,6 +105,8 @@ async def running_replica(settings: Settings) -> AsyncIterator[ReplicaContext]:
         db = Database(settings.database_url)
         stack.push_async_callback(db.dispose)
         store = TaskStore(db)
+        keys = KeyService(settings, KeyStore(db))
+        await keys.start(host=settings.host)  # before anything is started: it may refuse
         redis_url = await _redis_url(settings, stack)
         redis_client = create_client(redis_url)
         stack.push_async_callback(redis_client.aclose)
@@ -182,6 +189,8 @@ async def running_replica(settings: Settings) -> AsyncIterator[ReplicaContext]:
                     updates,
                     watch,
                     callbacks,
+                    keys,
+                    RequestRate(redis_client, live.keys),
                     embedded_redis_url=None if settings.redis_url else redis_url,
                 )
             finally:

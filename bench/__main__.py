@@ -12,7 +12,7 @@ from typing import Any
 from bench import report, systems, workloads
 from bench.procs import LOGS, VAR
 
-WORKLOADS = ("create", "end_to_end", "sleep", "scale", "notice")
+WORKLOADS = ("create", "end_to_end", "sleep", "scale", "notice", "cancel")
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         "sleep": lambda: workloads.sleep(profile),
         "scale": lambda: workloads.scale(profile),
         "notice": lambda: workloads.notice(profile),
+        "cancel": lambda: workloads.cancel(profile),
     }
     for name in args.only or WORKLOADS:
         step_started = time.monotonic()

@@ -2,11 +2,14 @@
 
     python -m bench.load rate  --url URL --body JSON [--connections 64] [--duration-s 10]
     python -m bench.load tasks --url URL --body JSON --count 5000 [--connections 64]
+    python -m bench.load cancel --url URL --body JSON --count 2000 [--connections 32]
 
 `rate` POSTs the body on every connection for the duration (after a warm-up) and reports
 req/s and latency percentiles. `tasks` creates `count` tasks, then polls each one with
 GET {url}/{task_id} until its status is finished, and reports tasks/s from the first
 create to the last completion seen (the same way for taskbeat and for the peers).
+`cancel` creates `count` long tasks, waits until all run (taskbeat's /v1/stats), then
+cancels every one, each phase timed with the same number of clients.
 """
 
 import argparse
@@ -176,9 +179,65 @@ async def tasks(
     }
 
 
+async def _phase(
+    session: aiohttp.ClientSession, connections: int, requests: list[Any]
+) -> tuple[float, list[float], collections.Counter[int], list[Any]]:
+    """Sends every (url, body) request with `connections` clients: elapsed seconds, the
+    latencies, the statuses, and the answers (JSON) in the order they came."""
+    pending = collections.deque(requests)
+    latencies_ms: list[float] = []
+    statuses: collections.Counter[int] = collections.Counter()
+    answers: list[Any] = []
+    headers = {"content-type": "application/json"}
+
+    async def client() -> None:
+        while pending:
+            url, body = pending.popleft()
+            sent = time.perf_counter()
+            async with session.post(url, data=body, headers=headers) as response:
+                answers.append(await response.json(content_type=None))
+                statuses[response.status] += 1
+            latencies_ms.append((time.perf_counter() - sent) * 1000)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(connections)))
+    return time.perf_counter() - start, latencies_ms, statuses, answers
+
+
+async def cancels(url: str, body: bytes, count: int, connections: int, timeout_s: float) -> Any:
+    stats_url = url.removesuffix("/tasks") + "/stats"
+    async with _session(connections) as session:
+        create_s, create_ms, create_statuses, created = await _phase(
+            session, connections, [(url, body)] * count
+        )
+        ids = [task["task_id"] for task in created if "task_id" in task]
+        deadline = time.perf_counter() + timeout_s
+        while time.perf_counter() < deadline:
+            async with session.get(stats_url) as response:
+                replica = (await response.json())["replica"]
+            if replica["waiting"] == 0 and replica["running"] >= len(ids):
+                break
+            await asyncio.sleep(0.1)
+        cancel_s, cancel_ms, cancel_statuses, answers = await _phase(
+            session, connections, [(f"{url}/{task_id}/cancel", b"") for task_id in ids]
+        )
+    return {
+        "count": count,
+        "create_s": create_s,
+        "create_p99_ms": percentile(create_ms, 0.99),
+        "create_statuses": dict(create_statuses),
+        "cancel_s": cancel_s,
+        "cancel_p50_ms": percentile(cancel_ms, 0.50),
+        "cancel_p99_ms": percentile(cancel_ms, 0.99),
+        "cancel_statuses": dict(cancel_statuses),
+        "cancelled": sum(1 for task in answers if task.get("status") == "cancelled"),
+        "ratio": cancel_s / create_s,
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="bench.load")
-    parser.add_argument("mode", choices=["rate", "tasks"])
+    parser.add_argument("mode", choices=["rate", "tasks", "cancel"])
     parser.add_argument("--url", required=True, help="the create endpoint")
     parser.add_argument("--body", default='{"algorithm": "hello", "input": {"duration_ms": 0}}')
     parser.add_argument("--connections", type=int, default=64)
@@ -195,6 +254,8 @@ def main(argv: list[str] | None = None) -> None:
     body = args.body.encode()
     if args.mode == "rate":
         result = run_loop(rate(args.url, body, args.connections, args.duration_s, args.warmup_s))
+    elif args.mode == "cancel":
+        result = run_loop(cancels(args.url, body, args.count, args.connections, args.timeout_s))
     else:
         wait = not args.no_wait
         result = run_loop(tasks(args.url, body, args.count, args.connections, args.timeout_s, wait))

@@ -104,6 +104,7 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
         "reads_per_tick": median([r["reads_per_tick"] for r in scale]),
         "commands_per_tick": median([r["commands_per_tick"] for r in scale]),
         "notice_p99_ms": median([r["p99_ms"] for r in notice]),
+        "cancel_vs_create": median([r["ratio"] for r in results.get("cancel", {}).get("runs", [])]),
     }
     return summary
 
@@ -181,6 +182,7 @@ def write(results: dict[str, Any], path: Path, *, command: str, elapsed_s: float
     lines += _sleep_section(results)
     lines += _scale_section(results)
     lines += _notice_section(results)
+    lines += _cancel_section(results)
     kept = ""
     if path.exists() and NOTES_MARKER in (old := path.read_text()):
         kept = old[old.index(NOTES_MARKER) :]
@@ -204,6 +206,8 @@ def _targets(s: dict[str, Any]) -> list[str]:
          f"≤ {s['reads_per_tick']:.1f} socket reads per tick "
          f"({s['commands_per_tick']:,.0f} commands)", s["reads_per_tick"] <= 2),
         ("Notice p99 ≤ 50 ms", f"{s['notice_p99_ms']:.1f} ms", s["notice_p99_ms"] <= 50),
+        ("Cancels take ≤ 1.5x the creates", f"{s['cancel_vs_create']:.2f}x",
+         s["cancel_vs_create"] <= 1.5),
     ]  # fmt: skip
     out = ["## Targets", "", "| target | measured (median) | verdict |", "|---|---|---|"]
     out += [f"| {name} | {value} | {_met(ok)} |" for name, value, ok in rows]
@@ -355,5 +359,31 @@ def _notice_section(results: dict[str, Any]) -> list[str]:
         f"| {median([r['p50_ms'] for r in runs]):.1f} | {median([r['p99_ms'] for r in runs]):.1f}"
         f" | {median([r['max_ms'] for r in runs]):.1f} "
         f"| {'yes' if all(r['succeeded'] == r['tasks'] for r in runs) else 'NO'} |",
+        "",
+    ]
+
+
+def _cancel_section(results: dict[str, Any]) -> list[str]:
+    runs = results.get("cancel", {}).get("runs", [])
+    if not runs:
+        return []
+
+    def m(key: str) -> float:
+        return median([r[key] for r in runs])
+
+    count = results["profile"]["cancel_tasks"]
+    return [
+        "## 7. Cancel",
+        "",
+        f"{count} tasks of 10 min created by 32 clients (timed), then, once all run, each "
+        "cancelled by 32 clients with `POST /v1/tasks/{id}/cancel` (timed; each answer comes "
+        "once the run has stopped and its `cancelled` is committed). The ratio is taken "
+        "within each run.",
+        "",
+        "| create s | cancel s | cancel / create | cancel p50 ms | cancel p99 ms | all cancelled |",
+        "|---|---|---|---|---|---|",
+        f"| {m('create_s'):.2f} | {m('cancel_s'):.2f} | {m('ratio'):.2f}x "
+        f"| {m('cancel_p50_ms'):.1f} | {m('cancel_p99_ms'):.1f} "
+        f"| {'yes' if all(r['cancelled'] == r['count'] for r in runs) else 'NO'} |",
         "",
     ]

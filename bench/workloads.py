@@ -33,6 +33,7 @@ class Profile:
     scale_duration_ms: int
     scale_window_s: float
     notice_tasks: int
+    cancel_tasks: int
     # Caps that keep the whole run bounded: a system slower than this is measured on what
     # it finished by then (tasks/s stays meaningful; the table says it did not finish).
     tasks_timeout_s: float
@@ -40,16 +41,17 @@ class Profile:
     connections: int = 64
 
 
-QUICK = Profile("quick", 1, 3.0, 500, 200, 500, 15_000, 4.0, 20, 40.0, 8.0)
+QUICK = Profile("quick", 1, 3.0, 500, 200, 500, 15_000, 4.0, 20, 300, 40.0, 8.0)
 # The scale fill is capped below the task duration, so what was created is still in flight.
-FULL = Profile("full", 3, 10.0, 5000, 2000, 10_000, 30_000, 8.0, 200, 40.0, 20.0)
+FULL = Profile("full", 3, 10.0, 5000, 2000, 10_000, 30_000, 8.0, 200, 2000, 40.0, 20.0)
+CANCEL_CONNECTIONS = 32
 
 
 def load(mode: str, url: str, body: Any, *, timeout_s: float, **options: Any) -> Result:
     """Runs the load generator in its own process; its JSON answer."""
     command = [str(systems.BENCH_PYTHON), "-m", "bench.load", mode, "--url", url]
     command += ["--body", json.dumps(body)]
-    if mode == "tasks":
+    if mode in ("tasks", "cancel"):
         command += ["--timeout-s", str(timeout_s)]
     for key, value in options.items():
         flag = "--" + key.replace("_", "-")
@@ -288,4 +290,27 @@ def notice(profile: Profile) -> Result:
                 "max_ms": max(delays_ms, default=0.0),
             }
         )
+    return {"runs": runs}
+
+
+# ----- 7: cancel ---------------------------------------------------------------------------
+
+
+def cancel(profile: Profile) -> Result:
+    """N long tasks created by 32 clients, then each cancelled by 32 clients once all run:
+    both phases timed, and their ratio within the run."""
+    body = {"algorithm": "hello", "input": {"duration_ms": 600_000}}
+    runs: list[Result] = []
+    for _ in range(profile.runs):
+        with _tb("cancel") as system:
+            runs.append(
+                load(
+                    "cancel",
+                    system.create_url,
+                    body,
+                    timeout_s=profile.tasks_timeout_s,
+                    count=profile.cancel_tasks,
+                    connections=CANCEL_CONNECTIONS,
+                )
+            )
     return {"runs": runs}

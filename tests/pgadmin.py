@@ -37,7 +37,8 @@ def truncate_tasks(url: str) -> None:
     """Empties the tables of an already migrated database (a no-op before the first run)."""
     statement = (
         "DO $$ BEGIN IF to_regclass('replicas') IS NOT NULL"
-        " THEN TRUNCATE tasks, task_events, replicas; END IF; END $$"
+        " THEN TRUNCATE tasks, task_events, replicas; END IF;"
+        " IF to_regclass('api_keys') IS NOT NULL THEN TRUNCATE api_keys; END IF; END $$"
     )
     asyncio.run(_execute(url, statement))
 

@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import httpx
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
@@ -49,6 +50,16 @@ async def serve(app: ASGIApp, port: int | None = None) -> AsyncIterator[str]:
             yield f"http://127.0.0.1:{port}"
         finally:
             server.should_exit = True
+
+
+@asynccontextmanager
+async def over_http(client: httpx.AsyncClient) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the app behind `client` (an app_client) through a real HTTP server."""
+    async with (
+        serve(client.app) as url,  # type: ignore[attr-defined]
+        httpx.AsyncClient(base_url=url, timeout=15) as http,
+    ):
+        yield http
 
 
 class _NoSignals:
@@ -98,6 +109,8 @@ class Engine:
             if self.poll_status_code != 200:
                 return JSONResponse({"detail": "down"}, status_code=self.poll_status_code)
             job = self.jobs[request.path_params["job_id"]]
+            if "raw" in job:  # an answer a JSON encoder would not write (NaN, say)
+                return Response(job["raw"], media_type="application/json")
             return JSONResponse({k: v for k, v in job.items() if k != "task_id"})
 
         async def cancel(request: Request) -> JSONResponse:

@@ -43,7 +43,7 @@ class Algorithm(Protocol):
         """The job's state now; raises PollFailed when the poll itself failed."""
 
     async def wait(self, handle: Any, timeout_s: float) -> None:
-        """Returns when the job may have finished, or after `timeout_s`."""
+        """Returns when the job may have moved or finished, or after `timeout_s`."""
 
     async def cancel(self, handle: Any) -> None:
         """Asks the job to stop; it then reports CANCELLED."""

@@ -22,8 +22,8 @@ from app.native import (
 
 class HelloAlgorithm:
     """Adapter over the native job library. Its calls return at once (brief mutex holds
-    only), so they run on the event loop; a finished job wakes its waiter through the
-    library's notification fd."""
+    only), so they run on the event loop; a job's every step and its finish wake its
+    waiter through the library's notification fd."""
 
     name = "hello"
 
@@ -53,7 +53,9 @@ class HelloAlgorithm:
         return JobStatus(state=state, progress=status.progress, result=result, error=status.error)
 
     async def wait(self, handle: int, timeout_s: float) -> None:
-        await self._watcher.wait_finished(handle, timeout_s)
+        """Returns at the job's next change (a step done, its finish), so that the runner
+        sees progress as it moves, or after `timeout_s`."""
+        await self._watcher.wait_changed(handle, timeout_s)
 
     async def cancel(self, handle: int) -> None:
         """Stops the job; a no-op when it is already gone (freed or stale handle)."""

@@ -24,6 +24,7 @@ from app.algorithms.base import (
     JobStatus,
     PollFailed,
 )
+from app.core import strict_json
 from app.core.config import RemoteAlgorithmConfig
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ class RemoteAlgorithm:
                 url, headers=self._headers, timeout=self._config.request_timeout_s
             )
             response.raise_for_status()
-            body = response.json()
+            body = strict_json.loads(response.content)  # stored JSON is JSON: no NaN
             status = JobStatus(
                 state=JobState(body["state"]),
                 progress=max(handle.progress, int(body.get("progress") or 0)),

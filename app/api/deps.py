@@ -7,9 +7,12 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from app.api.auth import principal_of
 from app.api.params import last_event_id, task_id_in_path
+from app.domain.keys import Principal
 from app.replica import ReplicaContext
 from app.service.callbacks import CallbackReceiver
+from app.service.keys import KeyService
 from app.service.tasks import TaskService
 from app.service.waits import TaskWatcher
 
@@ -35,9 +38,20 @@ async def get_callbacks(request: Request) -> CallbackReceiver:
     return _context(request).callbacks
 
 
+async def get_keys(request: Request) -> KeyService:
+    return _context(request).keys
+
+
+async def get_principal(request: Request) -> Principal:
+    """Who the request speaks for, as the auth layer found (app.api.auth)."""
+    return principal_of(request.scope)
+
+
 ContextDep = Annotated[ReplicaContext, Depends(get_context)]
 ServiceDep = Annotated[TaskService, Depends(get_service)]
 WatchDep = Annotated[TaskWatcher, Depends(get_watch)]
 CallbacksDep = Annotated[CallbackReceiver, Depends(get_callbacks)]
+KeysDep = Annotated[KeyService, Depends(get_keys)]
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
 TaskIdDep = Annotated[str, Depends(task_id_in_path)]
 LastEventIdDep = Annotated[int, Depends(last_event_id)]

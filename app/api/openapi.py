@@ -6,6 +6,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from app.api.auth import document_security
 from app.service.callbacks import CallbackReport
 
 
@@ -33,6 +34,7 @@ def install_openapi(app: FastAPI) -> None:
                     _drop_default_422(operation["responses"])
             for unused in ("HTTPValidationError", "ValidationError"):
                 schemas.pop(unused, None)
+            document_security(document)
             app.openapi_schema = document
         return app.openapi_schema
 

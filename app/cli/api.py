@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # argparse's subparsers type is generic only to type checkers
 def run(handler: Handler, args: argparse.Namespace) -> int:
     """Runs one command against the API; turns client errors into exit statuses."""
     try:
-        with TaskbeatClient(args.url) as client:
+        with TaskbeatClient(args.url, api_key=args.api_key) as client:
             return handler(client, args)
     except TaskbeatAPIError as exc:
         print(f"taskbeat: {exc.status_code} {exc.code}: {exc.message}", file=sys.stderr)
@@ -38,6 +38,11 @@ def _api_options() -> argparse.ArgumentParser:
         "--url",
         default=os.environ.get("TASKBEAT_URL", DEFAULT_URL),
         help="the service (default TASKBEAT_URL or %(default)s)",
+    )
+    options.add_argument(
+        "--api-key",
+        default=os.environ.get("TASKBEAT_API_KEY"),
+        help="the API key sent as a bearer token (default TASKBEAT_API_KEY)",
     )
     options.add_argument("--json", action="store_true", help="print machine-readable JSON")
     return options

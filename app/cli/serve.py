@@ -40,6 +40,8 @@ def serve(args: argparse.Namespace) -> None:
     from app.observe.logs import configure_logging
 
     settings = _settings()
+    if args.host:  # the address bound decides whether auth may be off (TASKBEAT_AUTH=auto)
+        settings = settings.model_copy(update={"host": args.host})
     configure_logging(level=settings.log_level, log_format=settings.log_format)
 
     def stop_serving() -> None:
@@ -48,7 +50,7 @@ def serve(args: argparse.Namespace) -> None:
     app = create_app(settings, on_replica_failure=stop_serving)
     config = uvicorn.Config(
         app,
-        host=args.host or settings.host,
+        host=settings.host,
         port=args.port or settings.port,
         log_level=settings.log_level,
         log_config=None,  # uvicorn's lines go through the root handler: text or JSON alike

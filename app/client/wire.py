@@ -2,6 +2,7 @@
 and responses and stream events turned into models or errors."""
 
 import json
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,12 @@ class TaskStreamEvent:
     event: str
     data: dict[str, Any]
     id: str | None = None
+
+
+def auth_headers(api_key: str | None) -> dict[str, str]:
+    """The Authorization header of a key (`api_key`, else TASKBEAT_API_KEY; none if unset)."""
+    key = api_key or os.environ.get("TASKBEAT_API_KEY")
+    return {"Authorization": f"Bearer {key}"} if key else {}
 
 
 def raise_for_error(response: httpx.Response) -> None:

@@ -4,8 +4,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.domain.keys import SECRET_PATTERN
 
 
 def sqlite_file(url: str) -> Path | None:
@@ -25,6 +27,10 @@ class RemoteAlgorithmConfig(BaseModel):
     cancel_url: str | None = Field(default=None, description="POST here to cancel; {job_id}")
     auth_header: str | None = Field(default=None, description="Authorization header value")
     request_timeout_s: float = Field(default=10.0, gt=0)
+    callback_secret: str | None = Field(
+        default=None,
+        description="this engine's own HMAC secret for its callbacks (instead of the service's)",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -128,6 +134,22 @@ class Settings(BaseSettings):
     debug_endpoints: bool = Field(
         default=False, description="serve /debug (profiler, asyncio tasks, loop lag); else 404"
     )
+    auth: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="API keys: auto (on once any key exists; with none, off on a loopback "
+        "address and a refused start on any other), on, or off",
+    )
+    bootstrap_admin_key: SecretStr | None = Field(
+        default=None,
+        description="an admin key (tb_ + 43 or more URL-safe characters) stored, hashed, at start",
+    )
+    metrics_public: bool = Field(default=False, description="serve /metrics without a key")
+    key_rate_per_s: int = Field(
+        default=100, ge=1, description="requests per second per key, over all replicas"
+    )
+    key_max_unfinished: int = Field(
+        default=10000, ge=1, description="unfinished tasks per key at once, over all replicas"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -137,6 +159,9 @@ class Settings(BaseSettings):
             raise ValueError("lease_s must be longer than heartbeat_interval_s")
         if not self.database_url.startswith(("sqlite", "postgresql", "postgres")):
             raise ValueError("database_url must be a sqlite:// or postgresql:// URL")
+        bootstrap = self.bootstrap_admin_key
+        if bootstrap is not None and SECRET_PATTERN.fullmatch(bootstrap.get_secret_value()) is None:
+            raise ValueError("bootstrap_admin_key must be tb_ and 43 or more URL-safe characters")
         return self
 
     @property

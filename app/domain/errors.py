@@ -61,3 +61,27 @@ class Unauthorized(TaskbeatError):
 
 class InvalidCursor(ValueError):
     """A page cursor this service did not give out: bad input, never a store fault (422)."""
+
+
+class NotAuthenticated(TaskbeatError):
+    """No key, or not a key in force (malformed, unknown, revoked, expired)."""
+
+    code = "unauthorized"
+    status_code = 401
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="taskbeat"'}
+
+
+class Forbidden(TaskbeatError):
+    """A key in force whose role may not do this."""
+
+    code = "forbidden"
+    status_code = 403
+
+
+class LimitExceeded(Saturated):
+    """A key over its requests per second or unfinished tasks."""
+
+    code = "limit_exceeded"

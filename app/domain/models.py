@@ -105,6 +105,10 @@ class TaskBase(SQLModel):
     # The replica that runs (or queued) the task; it holds the task while its lease lasts.
     owner: str | None = Field(default=None, max_length=64)
     cancel_requested: bool = False
+    # The API key that created the task (None with auth off): a client key sees only its own.
+    api_key_id: str | None = Field(default=None, max_length=32)
+    # The API key that asked the cancel, for the transition log.
+    cancel_key_id: str | None = Field(default=None, max_length=32)
 
 
 class Task(TaskBase, table=True):
@@ -116,6 +120,8 @@ class Task(TaskBase, table=True):
         Index("ix_tasks_created", "created_at", "task_id"),
         Index("ix_tasks_status_created", "status", "created_at"),
         Index("ix_tasks_owner_status", "owner", "status"),
+        Index("ix_tasks_api_key_created", "api_key_id", "created_at", "task_id"),
+        Index("ix_tasks_api_key_status", "api_key_id", "status"),
         # the dashboard: pages by algorithm (and status), counts, and the last hour's finishes
         Index("ix_tasks_algorithm_created", "algorithm", "created_at", "task_id"),
         Index("ix_tasks_algorithm_status_created", "algorithm", "status", "created_at"),
@@ -150,6 +156,8 @@ class TaskEvent(SQLModel, table=True):
     replica: str | None = Field(default=None, max_length=64)
     attempt: int = 0
     at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    # The API key that caused the change (a create, a cancel), never its secret.
+    api_key_id: str | None = Field(default=None, max_length=32)
 
 
 class TaskPublic(SQLModel):

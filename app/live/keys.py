@@ -5,6 +5,8 @@ from dataclasses import dataclass
 HEARTBEAT_TTL_S = 24 * 3600
 # How long an accepted callback signature is remembered: twice the signing tolerance.
 CALLBACK_SEEN_TTL_S = 600
+# How long a per-second request counter of a key outlives its second.
+RATE_WINDOW_TTL_S = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,3 +65,8 @@ class RedisKeys:
         """string: a callback signature already accepted (replay guard); expires after
         CALLBACK_SEEN_TTL_S."""
         return f"{self.prefix}callback-seen:{timestamp}:{signature}"
+
+    def key_requests(self, key_id: str, second: int) -> str:
+        """string (integer): requests of an API key in that unix second, over all replicas;
+        expires after RATE_WINDOW_TTL_S."""
+        return f"{self.prefix}rate:{key_id}:{second}"

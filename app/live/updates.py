@@ -78,7 +78,11 @@ def decode_message(raw: str) -> tuple[str, list[Update], dict[str, list[int]]]:
             Update(task_id, UpdateKind(kind), status, attempt, progress, origin)
             for task_id, kind, status, attempt, progress in message["statuses"]
         ]
-        return origin, statuses, dict(message["progress"])
+        progress = {
+            str(task_id): [int(attempt), int(value)]
+            for task_id, (attempt, value) in dict(message["progress"]).items()
+        }
+        return origin, statuses, progress
     except (ValueError, TypeError, KeyError):
         log.warning("ignored a malformed update message: %.200s", raw)
         return "", [], {}
@@ -211,11 +215,14 @@ class UpdateHub:
         )
 
     def progress_changed(self, task_id: str, attempt: int, progress: int) -> None:
+        """Hands a progress move to this replica's waiters at once, from memory, and to the
+        other replicas' through the channel (the echo here is a duplicate waiters skip)."""
         self._published_progress[task_id] = (attempt, progress)
         running = TaskStatus.RUNNING.value
-        self.outbox.put(
-            [Update(task_id, UpdateKind.PROGRESS, running, attempt, progress, self.replica_id)]
-        )
+        update = Update(task_id, UpdateKind.PROGRESS, running, attempt, progress, self.replica_id)
+        if task_id in self._subscriptions:
+            self._dispatch(update)
+        self.outbox.put([update])
 
     def publish_progress(self, running: Mapping[str, tuple[int, int]]) -> None:
         """Publishes the progress of the runs (task_id -> (attempt, progress)) that moved

@@ -6,25 +6,30 @@ import logging
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from app.runner.runner import LocalRun
+from typing import Any, Protocol
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 RUN_FIELDS = ("task_id", "attempt", "algorithm", "replica")
 
 
+class Run(Protocol):
+    """What a log line reads of a run (the runner's LocalRun)."""
+
+    task_id: str
+    attempt: int
+    algorithm: str
+
+
 @dataclass(frozen=True, slots=True)
 class _BoundRun:
-    run: "LocalRun"  # read when a line is written: the attempt is known only once it starts
+    run: Run  # read when a line is written: the attempt is known only once it starts
     replica: str
 
 
 _current_run: ContextVar[_BoundRun | None] = ContextVar("taskbeat_run", default=None)
 
 
-def bind_run(run: "LocalRun", replica_id: str) -> None:
+def bind_run(run: Run, replica_id: str) -> None:
     """Marks the calling task (and what it starts) as this run's: its log lines say so."""
     _current_run.set(_BoundRun(run, replica_id))
 

@@ -6,15 +6,11 @@ statuses, causes and route templates: never a task id, so the series stay few.
 """
 
 import time
-from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from app.domain.models import StoredTask, TaskStatus, utcnow
 from app.observe.lag_history import LagHistory
-
-if TYPE_CHECKING:
-    from app.runner.runner import LocalRun
 
 # Seconds from a few milliseconds (a free slot) to an hour (a long backlog).
 WAIT_BUCKETS_S = (0.005, 0.025, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
@@ -127,11 +123,12 @@ class Metrics:
             waited_s = (utcnow() - task.created_at).total_seconds()
             self.task_wait_seconds.labels(task.algorithm).observe(max(0.0, waited_s))
 
-    def run_finished(self, run: "LocalRun", status: TaskStatus) -> None:
-        self.task_finished(run.algorithm, status)
-        if run.started_s:
-            elapsed_s = time.monotonic() - run.started_s
-            self.task_run_seconds.labels(run.algorithm, status.value).observe(elapsed_s)
+    def run_finished(self, algorithm: str, status: TaskStatus, *, started_s: float) -> None:
+        """A run ended; `started_s` its monotonic start (0: it never started a job)."""
+        self.task_finished(algorithm, status)
+        if started_s:
+            elapsed_s = time.monotonic() - started_s
+            self.task_run_seconds.labels(algorithm, status.value).observe(elapsed_s)
 
     def poll_failed(self, algorithm: str) -> None:
         self.poll_failures.labels(algorithm).inc()

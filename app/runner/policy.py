@@ -9,8 +9,9 @@ FIRST_RETRY_DELAY_S = 0.1
 
 def retry_delay_s(consecutive_failures: int, poll_interval_s: float) -> float:
     """Exponential backoff from 0.1 s, never longer than the poll interval."""
-    backoff_s: float = FIRST_RETRY_DELAY_S * 2.0 ** max(0, consecutive_failures - 1)
-    return min(poll_interval_s, backoff_s)
+    # 2 ** 60 passes any interval; a larger power would overflow a float past 1024 failures.
+    doublings = min(max(0, consecutive_failures - 1), 60)
+    return min(poll_interval_s, FIRST_RETRY_DELAY_S * 2.0**doublings)
 
 
 def outcome_of(status: JobStatus, *, poll_failures: int) -> Outcome:

@@ -84,7 +84,7 @@ class Runner:
         self._runs_changed = anyio.Event()
         self._saved_progress: dict[str, tuple[int, int]] = {}
         self._active: Counter[str] = Counter()
-        self.metrics = Metrics()  # /metrics; fed at the marked lines below
+        self.metrics = Metrics()  # /metrics, fed by the `self.metrics.` calls below
         self.loop_lag = LoopLagMonitor(on_sample=self.metrics.loop_lag_sampled)
 
     # ----- admission -------------------------------------------------------------------
@@ -206,7 +206,7 @@ class Runner:
         if task is None:
             return  # cancelled, finished or taken over meanwhile
         if task.status is TaskStatus.CANCELLED:  # its cancel was asked while it was pending
-            self.metrics.task_finished(task.algorithm, TaskStatus.CANCELLED)  # metrics
+            self.metrics.task_finished(task.algorithm, TaskStatus.CANCELLED)
             self.updates.status_changed(task.task_id, TaskStatus.CANCELLED, task.attempt)
             return
         run.algorithm, run.attempt = task.algorithm, task.attempt
@@ -218,7 +218,7 @@ class Runner:
             return
         run.adapter = adapter
         run.started_s = time.monotonic()
-        self.metrics.attempt_started(task)  # metrics
+        self.metrics.attempt_started(task)
         self._active[run.algorithm] += 1
         outcome = await self._drive(run, adapter, task)
         await self._persist(run, outcome)
@@ -271,7 +271,7 @@ class Runner:
             try:
                 status = await adapter.poll(run.handle)
             except PollFailed as exc:
-                self.metrics.poll_failed(run.algorithm)  # metrics
+                self.metrics.poll_failed(run.algorithm)
                 run.poll_failures += 1
                 failures_in_a_row += 1
                 if failures_in_a_row > self.settings.poll_max_retries:
@@ -285,9 +285,12 @@ class Runner:
                 delay_s = retry_delay_s(failures_in_a_row, interval_s)
             else:
                 failures_in_a_row = 0
-                run.progress = status.progress
                 if status.state.finished:
+                    run.progress = status.progress
                     return outcome_of(status, poll_failures=run.poll_failures)
+                if status.progress != run.progress:
+                    run.progress = status.progress
+                    self.updates.progress_changed(run.task_id, run.attempt, run.progress)
                 # Jittered, so that runs started together do not all poll at the same moment.
                 delay_s = interval_s * random.uniform(1 - POLL_JITTER, 1 + POLL_JITTER)
             await adapter.wait(run.handle, delay_s)
@@ -312,7 +315,7 @@ class Runner:
         if scope.cancelled_caught:
             log.error("task %s: outcome %s lost: database away", run.task_id, outcome.status)
         elif won:
-            self.metrics.run_finished(run, outcome.status)  # metrics
+            self.metrics.run_finished(run.algorithm, outcome.status, started_s=run.started_s)
             log.info("task %s: %s", run.task_id, outcome.status.value)
             self.updates.status_changed(run.task_id, outcome.status, run.attempt, outcome.progress)
         else:

@@ -114,8 +114,16 @@ class CallbackReport(BaseModel):
 class CallbackReceiver:
     service: TaskService
 
-    def _secrets(self) -> list[str]:
+    async def _secrets(self, task_id: str) -> list[str]:
+        """The secrets a report on `task_id` may be signed with: its engine's own, when the
+        engine has one, else the service's (current and previous)."""
         settings = self.service.settings
+        engines = {engine.name: engine for engine in settings.remote_algorithms}
+        if any(engine.callback_secret for engine in engines.values()):
+            task = await self.service.store.get_task(task_id=task_id)
+            engine = engines.get(task.algorithm) if task is not None else None
+            if engine is not None and engine.callback_secret:
+                return [engine.callback_secret]
         return [s for s in (settings.callback_secret, settings.callback_secret_previous) if s]
 
     async def _first_use(self, signature: Signature) -> bool:
@@ -128,7 +136,8 @@ class CallbackReceiver:
 
     async def receive(self, task_id: str, header: str | None, body: bytes) -> TaskPublic:
         """Authenticates, then applies a report to the task (409 when it cannot apply)."""
-        signature = verify_signature(header, task_id, body, self._secrets(), now=time.time())
+        secrets = await self._secrets(task_id)
+        signature = verify_signature(header, task_id, body, secrets, now=time.time())
         try:
             report = CallbackReport.model_validate(strict_json.loads(body))
         except strict_json.JSONRefused as exc:

@@ -36,8 +36,9 @@ class TaskService:
     registry: Registry
     updates: UpdateHub
 
-    async def create(self, request: TaskCreate) -> TaskPublic:
-        """Stores the task (committed before this returns) and hands it to the runner."""
+    async def create(self, request: TaskCreate, *, api_key_id: str | None = None) -> TaskPublic:
+        """Stores the task (committed before this returns) and hands it to the runner;
+        `api_key_id` is the key that creates (and owns) it."""
         self.registry.validate(request.algorithm, request.input)
         timeout_s = request.timeout_s or self.settings.task_timeout_s
         if timeout_s > self.settings.max_timeout_s:
@@ -51,20 +52,28 @@ class TaskService:
             timeout_s=timeout_s,
             created_at=utcnow(),
             owner=self.runner.replica_id,
+            api_key_id=api_key_id,
         )
         try:
             await self.store.insert_task(task=task)
         except (SQLAlchemyError, OSError) as exc:
             raise StoreUnavailable(f"the database could not store the task: {exc}") from exc
-        self.runner.metrics.task_created(task.algorithm)  # metrics
+        self.runner.metrics.task_created(task.algorithm)
         self.runner.enqueue(task.task_id)
         return TaskPublic.model_validate(task, from_attributes=True)
 
-    async def _load(self, task_id: str) -> StoredTask:
+    async def _load(self, task_id: str, visible_to: str | None = None) -> StoredTask:
+        """The task; NotFound when there is none, or when `visible_to` (a client key) names
+        a key that is not the task's: another key's task is not there for it."""
         task = await self.store.get_task(task_id=task_id)
-        if task is None:
+        if task is None or (visible_to is not None and task.api_key_id != visible_to):
             raise NotFound(f"no task {task_id}")
         return task
+
+    async def ensure_visible(self, task_id: str, visible_to: str | None) -> None:
+        """NotFound unless the task is there for `visible_to` (None: for everyone)."""
+        if visible_to is not None:
+            await self._load(task_id, visible_to)
 
     async def public(self, tasks: Sequence[StoredTask]) -> list[TaskPublic]:
         """Tasks as clients see them: live progress and heartbeat while they run (read from
@@ -83,8 +92,8 @@ class TaskService:
             shown.append(public)
         return shown
 
-    async def get(self, task_id: str) -> TaskPublic:
-        (task,) = await self.public([await self._load(task_id)])
+    async def get(self, task_id: str, *, visible_to: str | None = None) -> TaskPublic:
+        (task,) = await self.public([await self._load(task_id, visible_to)])
         return task
 
     async def list_tasks(
@@ -94,27 +103,38 @@ class TaskService:
         algorithm: str | None,
         limit: int,
         cursor: str | None,
+        visible_to: str | None = None,
     ) -> TaskPage:
         page, next_cursor = await self.store.list_tasks(
-            status=status, algorithm=algorithm, limit=limit, cursor=cursor
+            status=status, algorithm=algorithm, limit=limit, cursor=cursor, api_key_id=visible_to
         )
         return TaskPage(items=await self.public(page), next_cursor=next_cursor)
 
-    async def cancel(self, task_id: str) -> TaskPublic:
+    async def cancel(
+        self, task_id: str, *, visible_to: str | None = None, api_key_id: str | None = None
+    ) -> TaskPublic:
         """Cancels a pending task at once; stops a run of this replica and waits briefly for
-        it; asks the owning replica to stop any other run (see TaskWatcher to wait for it)."""
-        task = await self._load(task_id)
-        if task.status.finished:
-            raise Conflict(f"task {task_id} already finished: {task.status.value}")
-        if task.status is TaskStatus.PENDING and await self.store.cancel_pending(
-            task_id=task_id, replica=self.runner.replica_id
-        ):
-            self.updates.status_changed(task_id, TaskStatus.CANCELLED, task.attempt)
-            self.runner.metrics.task_finished(task.algorithm, TaskStatus.CANCELLED)  # metrics
-            return await self.get(task_id)
-        if not await self.store.request_cancel(task_id=task_id):
-            task = await self._load(task_id)
-            raise Conflict(f"task {task_id} already finished: {task.status.value}")
+        it; asks the owning replica to stop any other run (see TaskWatcher to wait for it).
+        `visible_to` (a client key) sees only its own tasks; `api_key_id`, the key asking,
+        goes to the transition log."""
+        if visible_to is not None:
+            await self.ensure_visible(task_id, visible_to)
+        if api_key_id is None:  # the fast path writes nothing but the run's own outcome
+            stopped = await self._stop_here(task_id)
+            if stopped is not None:
+                return stopped
+        answer = await self.store.cancel(
+            task_id=task_id, replica=self.runner.replica_id, api_key_id=api_key_id
+        )
+        if answer is None:
+            raise NotFound(f"no task {task_id}")
+        if answer.before.finished:
+            raise Conflict(f"task {task_id} already finished: {answer.before.value}")
+        if answer.before is TaskStatus.PENDING:
+            self.updates.status_changed(task_id, TaskStatus.CANCELLED, answer.task.attempt)
+            self.runner.metrics.task_finished(answer.task.algorithm, TaskStatus.CANCELLED)
+            (task,) = await self.public([answer.task])
+            return task
         run = await self.runner.cancel_local(task_id)
         if run is None:
             await self.live.publish_cancel(task_id)
@@ -122,6 +142,21 @@ class TaskService:
             with anyio.move_on_after(CANCEL_WAIT_S):
                 await run.ended.wait()
         return await self.get(task_id)
+
+    async def _stop_here(self, task_id: str) -> TaskPublic | None:
+        """A run under way on this replica: its job stops at once and the run's own final
+        write (cancelled) is the cancel's only write. None when that did not end the task:
+        the caller then records the cancel for whoever holds the task."""
+        run = self.runner.local_run(task_id)
+        if run is None or run.handle is None or run.persisting:
+            return None
+        await self.runner.cancel_local(task_id)
+        with anyio.move_on_after(CANCEL_WAIT_S):
+            await run.ended.wait()
+        if not run.ended.is_set():
+            return None
+        task = await self.get(task_id)
+        return task if task.status.finished else None
 
     async def algorithms(self) -> list[dict[str, Any]]:
         names = self.registry.names()
@@ -131,9 +166,9 @@ class TaskService:
             for name in names
         ]
 
-    async def stats(self) -> dict[str, Any]:
+    async def stats(self, *, visible_to: str | None = None) -> dict[str, Any]:
         active = await self.live.active_counts(self.registry.names())
-        totals = await self.store.count_by_status()
+        totals = await self.store.count_by_status(api_key_id=visible_to)
         return {
             "active": active,
             "totals": {status.value: count for status, count in totals.items()},

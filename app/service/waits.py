@@ -57,9 +57,10 @@ class TaskWatcher:
                 if task.status.finished:
                     return
                 update = await subscription.next()
-                if update.kind is UpdateKind.PROGRESS:
+                # Progress of a run this stream has not seen start: re-read the task below.
+                if update.kind is UpdateKind.PROGRESS and task.status is TaskStatus.RUNNING:
                     current = event_id(TaskStatus.RUNNING, update.attempt, update.progress)
-                    if current > last_sent and task.status is TaskStatus.RUNNING:
+                    if current > last_sent:
                         last_sent = current
                         payload = {
                             "task_id": task_id,

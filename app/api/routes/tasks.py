@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from app.api.deps import ServiceDep, TaskIdDep, WatchDep
+from app.api.deps import KeysDep, PrincipalDep, ServiceDep, TaskIdDep, WatchDep
 from app.api.errors import error_responses
 from app.api.json_body import StrictJSONRoute
 from app.domain.models import TaskCreate, TaskPage, TaskPublic, TaskStatus
@@ -25,8 +25,11 @@ NAME_PATTERN = r"^[^\x00-\x1f\x7f]+$"
         **error_responses(422, 429, 503),
     },
 )
-async def create_task(body: TaskCreate, service: ServiceDep, response: Response) -> TaskPublic:
-    task = await service.create(body)
+async def create_task(
+    body: TaskCreate, service: ServiceDep, response: Response, who: PrincipalDep, keys: KeysDep
+) -> TaskPublic:
+    await keys.check_unfinished(who)
+    task = await service.create(body, api_key_id=who.key_id)
     response.headers["Location"] = f"/v1/tasks/{task.task_id}"
     return task
 
@@ -34,6 +37,7 @@ async def create_task(body: TaskCreate, service: ServiceDep, response: Response)
 @router.get("", response_model=TaskPage, responses=error_responses(422, 503))
 async def list_tasks(
     service: ServiceDep,
+    who: PrincipalDep,
     status: TaskStatus | None = None,
     algorithm: Annotated[str | None, Query(max_length=64, pattern=NAME_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -41,12 +45,14 @@ async def list_tasks(
         str | None, Query(max_length=200, description="`next_cursor` of the previous page")
     ] = None,
 ) -> TaskPage:
-    return await service.list_tasks(status=status, algorithm=algorithm, limit=limit, cursor=cursor)
+    return await service.list_tasks(
+        status=status, algorithm=algorithm, limit=limit, cursor=cursor, visible_to=who.task_scope
+    )
 
 
 @router.get("/{task_id}", response_model=TaskPublic, responses=error_responses(404, 503))
-async def get_task(task_id: TaskIdDep, service: ServiceDep) -> TaskPublic:
-    return await service.get(task_id)
+async def get_task(task_id: TaskIdDep, service: ServiceDep, who: PrincipalDep) -> TaskPublic:
+    return await service.get(task_id, visible_to=who.task_scope)
 
 
 @router.post(
@@ -55,9 +61,11 @@ async def get_task(task_id: TaskIdDep, service: ServiceDep) -> TaskPublic:
     response_model=TaskPublic,
     responses=error_responses(404, 409, 503),
 )
-async def cancel_task(task_id: TaskIdDep, service: ServiceDep, watch: WatchDep) -> TaskPublic:
+async def cancel_task(
+    task_id: TaskIdDep, service: ServiceDep, watch: WatchDep, who: PrincipalDep
+) -> TaskPublic:
     """Cancels the task; answers once its run has stopped (or after a short wait)."""
-    task = await service.cancel(task_id)
+    task = await service.cancel(task_id, visible_to=who.task_scope, api_key_id=who.key_id)
     if not task.status.finished:  # running on another replica: wait for its word
         task = await watch.wait(task_id, CANCEL_WAIT_S)
     return task

@@ -5,7 +5,15 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from app.api.deps import CallbacksDep, ContextDep, LastEventIdDep, ServiceDep, TaskIdDep, WatchDep
+from app.api.deps import (
+    CallbacksDep,
+    ContextDep,
+    LastEventIdDep,
+    PrincipalDep,
+    ServiceDep,
+    TaskIdDep,
+    WatchDep,
+)
 from app.api.errors import WHEN, error_responses
 from app.api.json_body import StrictJSONRoute
 from app.domain.models import TaskPublic
@@ -23,9 +31,12 @@ SIGNATURE_DOC = (
 async def wait_for_task(
     task_id: TaskIdDep,
     watch: WatchDep,
+    service: ServiceDep,
+    who: PrincipalDep,
     timeout_s: Annotated[float, Query(gt=0, le=300)] = 30,
 ) -> TaskPublic:
     """Answers as soon as the task is finished, else with the task as it is at `timeout_s`."""
+    await service.ensure_visible(task_id, who.task_scope)
     return await watch.wait(task_id, timeout_s)
 
 
@@ -47,10 +58,11 @@ async def task_events(
     watch: WatchDep,
     context: ContextDep,
     seen: LastEventIdDep,
+    who: PrincipalDep,
 ) -> Response:
     """Server-Sent Events: the task now (`status`), then `progress` and `status` events until
     it finishes. `Last-Event-ID` resumes; 204 when the client has seen the final event."""
-    task = await service.get(task_id)
+    task = await service.get(task_id, visible_to=who.task_scope)
     if task.status.finished and snapshot_id(task) <= seen:
         return Response(status_code=204)
     events = watch.events(task_id, last_event_id=seen)

@@ -21,9 +21,14 @@ from app.domain.models import TaskPage, TaskPublic, TaskStatus
 class AsyncTaskbeatClient:
     """A client of one taskbeat service; use it as a context manager, or close it."""
 
-    def __init__(self, base_url: str = DEFAULT_URL, *, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, base_url: str = DEFAULT_URL, *, timeout_s: float = 10.0, api_key: str | None = None
+    ) -> None:
+        """`api_key` (default TASKBEAT_API_KEY) goes with every request as a bearer token."""
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout_s)
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, timeout=timeout_s, headers=wire.auth_headers(api_key)
+        )
 
     async def __aenter__(self) -> Self:
         return self

@@ -7,10 +7,10 @@ import httpx
 import pytest
 from helpers import eventually, holding_lock, wait_for
 from sqlalchemy import text
-from test_recovery import DEAD, orphan, seen_by_a_sweeper
 
 from app.domain.models import TaskEvent, TaskStatus, utcnow
 from app.runner import sweeper as recovery
+from runner.test_recovery import DEAD, orphan, seen_by_a_sweeper
 
 pytestmark = pytest.mark.anyio
 

@@ -1,5 +1,6 @@
 """The edge of a real `taskbeat serve` process: the OpenAPI contract under a schema fuzzer
-(schemathesis), slow clients against the header-read timeout, and the server's headers."""
+(schemathesis, with an admin key), slow clients against the header-read timeout, and the
+server's headers."""
 
 import shutil
 import socket
@@ -11,6 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from app.domain.keys import new_secret
 
 pytestmark = pytest.mark.slow
 # status codes, schemas and content types as documented, and never a 5xx
@@ -25,7 +28,12 @@ CHECKS = ",".join(
 
 
 def test_the_running_service_keeps_its_openapi_contract(start_server: Any, tmp_path: Path) -> None:
-    server = start_server(TASKBEAT_CALLBACK_SECRET="contract-secret")
+    admin_key = new_secret()
+    server = start_server(
+        TASKBEAT_CALLBACK_SECRET="contract-secret",
+        TASKBEAT_BOOTSTRAP_ADMIN_KEY=admin_key,
+        TASKBEAT_KEY_RATE_PER_S="100000",
+    )
     schemathesis = shutil.which("schemathesis", path=str(Path(sys.executable).parent))
     assert schemathesis, "schemathesis is a dev dependency: make dev"
     command = [
@@ -37,6 +45,7 @@ def test_the_running_service_keeps_its_openapi_contract(start_server: Any, tmp_p
         "--max-time=30",
         "--request-timeout=10",
         "--no-color",
+        f"--header=Authorization: Bearer {admin_key}",
     ]
     run = subprocess.run(
         command, capture_output=True, text=True, timeout=120, cwd=tmp_path, check=False
@@ -45,7 +54,9 @@ def test_the_running_service_keeps_its_openapi_contract(start_server: Any, tmp_p
     assert run.returncode == 0, report
     assert "generated" in report, report
     assert " passed" in report, report
-    assert "Traceback" not in server.log_path.read_text()
+    log = server.log_path.read_text()
+    assert "Traceback" not in log
+    assert '"GET /v1/tasks HTTP/1.1" 200' in log, "the admin key was not sent"
 
 
 def _slow_client(port: int) -> socket.socket:

@@ -10,6 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 from conftest import AppClient
 from helpers import create, eventually, wait_for
+from servers import over_http
 
 pytestmark = pytest.mark.anyio
 
@@ -65,6 +66,26 @@ async def test_active_counts_go_up_and_back_to_zero(
 
     await eventually(zero)
     assert (await client.get("/v1/stats")).json()["active"] == {"hello": 0}
+
+
+async def test_progress_moves_with_every_step_between_polls(
+    app_client: AppClient, redis_client: "aioredis.Redis", redis_prefix: str
+) -> None:
+    # The poll interval stays at its 3 s default: only the library's step notices move it.
+    async with app_client() as client, over_http(client) as http:
+        task = await create(http, duration_ms=2000, steps=10)
+        await anyio.sleep(1.0)
+        midway = (await http.get(f"/v1/tasks/{task['task_id']}")).json()
+        assert midway["status"] == "running", midway
+        assert 0 < midway["progress"] < 100, midway
+
+        # The heartbeat (0.2 s here) carries it to Redis for monitors and other replicas.
+        async def stored() -> int:
+            return int(await redis_client.hget(f"{redis_prefix}progress", task["task_id"]) or 0)
+
+        assert 0 < await eventually(stored, timeout_s=1.0) < 100
+        done = await wait_for(http, task["task_id"])
+        assert (done["status"], done["progress"]) == ("succeeded", 100)
 
 
 async def test_poll_errors_are_retried(client: httpx.AsyncClient) -> None:

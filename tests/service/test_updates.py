@@ -10,7 +10,7 @@ import httpx
 import pytest
 from conftest import AppClient
 from helpers import create, eventually, wait_for
-from servers import serve
+from servers import over_http
 
 pytestmark = pytest.mark.anyio
 
@@ -107,12 +107,7 @@ def parse_events(text: str) -> list[dict[str, Any]]:
 async def test_events_stream_in_order_and_end_after_the_final_status(
     app_client: AppClient,
 ) -> None:
-    # Progress moves at polls (the library signals only finishes): poll often here.
-    async with (
-        app_client(poll_interval_s=0.1) as client,
-        serve(client.app) as url,  # type: ignore[attr-defined]
-        httpx.AsyncClient(base_url=url, timeout=10) as http,
-    ):
+    async with app_client() as client, over_http(client) as http:
         task = await create(http, duration_ms=1200, steps=4)
         with anyio.fail_after(10):
             response = await http.get(f"/v1/tasks/{task['task_id']}/events")
@@ -135,11 +130,7 @@ async def test_events_stream_in_order_and_end_after_the_final_status(
 
 
 async def test_events_resume_after_last_event_id_and_keep_alive(app_client: AppClient) -> None:
-    async with (
-        app_client(sse_keepalive_s=0.2) as client,
-        serve(client.app) as url,  # type: ignore[attr-defined]
-        httpx.AsyncClient(base_url=url, timeout=10) as http,
-    ):
+    async with app_client(sse_keepalive_s=0.2) as client, over_http(client) as http:
         task = await create(http, hang=True, steps=4)
         task_id = task["task_id"]
         await wait_for(http, task_id, {"running"})
@@ -179,3 +170,40 @@ async def test_events_resume_after_last_event_id_and_keep_alive(app_client: AppC
 async def test_events_of_an_unknown_task_are_404(client: httpx.AsyncClient) -> None:
     response = await client.get("/v1/tasks/nope/events")
     assert response.status_code == 404
+
+
+async def _progress_events(http: httpx.AsyncClient, task_id: str) -> list[dict[str, Any]]:
+    with anyio.fail_after(15):
+        response = await http.get(f"/v1/tasks/{task_id}/events")
+    assert response.status_code == 200, response.text
+    events = parse_events(response.text)
+    assert events[-1]["data"]["status"] == "succeeded"
+    return [event for event in events if event.get("event") == "progress"]
+
+
+async def test_a_ten_step_task_streams_its_steps_on_its_replica_and_on_another(
+    app_client: AppClient,
+) -> None:
+    # The poll interval stays at its 3 s default: only the library's step notices move it.
+    async with (
+        app_client() as a,
+        app_client() as b,
+        over_http(a) as http_a,
+        over_http(b) as http_b,
+    ):
+        task = await create(http_a, duration_ms=1000, steps=10)
+        streams: dict[str, list[dict[str, Any]]] = {}
+
+        async def stream(name: str, http: httpx.AsyncClient) -> None:
+            streams[name] = await _progress_events(http, task["task_id"])
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(stream, "owner", http_a)
+            tg.start_soon(stream, "other", http_b)
+    for name, progress_events in streams.items():
+        values = [event["data"]["progress"] for event in progress_events]
+        assert len(values) >= 8, (name, values)
+        assert values == sorted(set(values)), (name, values)
+        assert all(0 < value < 100 for value in values), (name, values)
+        ids = [int(event["id"]) for event in progress_events]
+        assert ids == sorted(set(ids)), (name, ids)

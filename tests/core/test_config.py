@@ -8,7 +8,7 @@ import pytest
 
 from app.core.config import Settings
 
-ENV_EXAMPLE = Path(__file__).resolve().parents[1] / ".env.example"
+ENV_EXAMPLE = Path(__file__).resolve().parents[2] / ".env.example"
 
 
 def documented() -> dict[str, str]:

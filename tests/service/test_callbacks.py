@@ -119,6 +119,19 @@ async def test_a_failure_reported_by_callback(client: Any, engine: tuple[Engine,
     assert response.json()["error"] == "out of memory"
 
 
+async def test_an_engine_answer_that_is_not_storable_json_is_never_stored(
+    client: Any, engine: tuple[Engine, str]
+) -> None:
+    test_engine, _ = engine
+    task_id = await start_remote(client)
+    await eventually(lambda: _ready(test_engine, task_id))
+    answer = b'{"state": "succeeded", "progress": 100, "result": {"area": NaN}}'
+    test_engine.set(task_id, raw=answer)
+    task = await wait_for(client, task_id, timeout_s=15)
+    assert (task["status"], task["result"]) == ("failed", None)
+    assert "failed polls in a row" in task["error"]
+
+
 async def test_an_engine_that_cannot_be_polled_fails_the_task(client: Any) -> None:
     task_id = await start_remote(client, name="unreachable")
     task = await wait_for(client, task_id, timeout_s=15)
@@ -275,3 +288,19 @@ async def test_a_callback_result_must_be_storable_json(
     assert words in response.json()["error"]["message"]
     assert (await client.get(f"/v1/tasks/{task_id}")).json()["status"] == "running"
     await client.post(f"/v1/tasks/{task_id}/cancel")
+
+
+async def test_an_engine_with_its_own_secret_signs_with_it(
+    app_client: AppClient, engine: tuple[Engine, str]
+) -> None:
+    test_engine, url = engine
+    own = {**test_engine.config(url), "callback_secret": "engine-own-secret"}
+    settings = {"remote_algorithms": [own], "callback_secret": SECRET, "poll_interval_s": 0.2}
+    async with app_client(**settings) as client:
+        task_id = await start_remote(client)
+        await eventually(lambda: _ready(test_engine, task_id))
+        url_ = f"/v1/tasks/{task_id}/callback"
+        service_signed = signed(task_id, {"progress": 5})
+        assert (await client.post(url_, **service_signed)).status_code == 401
+        engine_signed = signed(task_id, {"progress": 5}, secret="engine-own-secret")
+        assert (await client.post(url_, **engine_signed)).status_code == 200

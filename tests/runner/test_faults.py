@@ -38,7 +38,8 @@ async def test_a_cancel_reaching_a_run_whose_job_was_freed_changes_nothing(
     client: httpx.AsyncClient, database_url: str, redis_client: "aioredis.Redis"
 ) -> None:
     context = client.app.state.context  # type: ignore[attr-defined]
-    task_id = (await create(client, duration_ms=200))["task_id"]
+    # Long enough that the row is locked before the job ends, even on a loaded machine.
+    task_id = (await create(client, duration_ms=1500))["task_id"]
     await wait_for(client, task_id, {"running"})
     async with holding_lock(database_url, LOCK_TASK_ROW, task_id=task_id):
         # The job finishes and is freed; its outcome waits for the database.
@@ -46,7 +47,7 @@ async def test_a_cancel_reaching_a_run_whose_job_was_freed_changes_nothing(
             run = context.runner.local_run(task_id)
             return run is not None and run.persisting and run.handle is None
 
-        await eventually(freed_and_persisting, timeout_s=5)
+        await eventually(freed_and_persisting, timeout_s=10)
         assert await context.runner.cancel_local(task_id) is not None
         # As after a freeze: another replica's cancel message, read late.
         await redis_client.publish(context.live.keys.cancel_channel, task_id)

@@ -4,8 +4,8 @@ The dashboard pages tasks by algorithm (and status) newest first, counts them pe
 algorithm and status, and charts the last hour's finishes: each of those is an index
 range, never a scan of the table, at 100,000 tasks and more.
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-11-24
 """
 
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0004"
-down_revision: str | None = "0003"
+revision: str = "0006"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,1 @@
+"""Tests of app.core: settings, the database layer, group commits, migrations, embedded Redis."""

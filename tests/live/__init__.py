@@ -1,0 +1,1 @@
+"""Tests of app.live: the Redis keys monitors read, the update messages across replicas."""

@@ -1,0 +1,1 @@
+"""Tests of app.runner: one task's run, heartbeats, the sweeper, cancels, loop lag."""

@@ -1,0 +1,1 @@
+"""Tests of app.service: waits (long-poll, event streams) and signed callbacks."""

@@ -1,0 +1,1 @@
+"""Tests of app.store (the TaskStore) against the real database."""
