@@ -60,7 +60,8 @@ bench-quick: bench-deps    # small counts, one run: var/bench/benchmarks-quick.m
 # and redis-server, each found where the installed packages keep it, not in the source tree.
 DIST_NAME := taskbeat-$(shell $(PYTHON) -c "import tomllib; print(tomllib.load(open('pyproject.toml','rb'))['project']['version'])")-$(shell uname -s | tr A-Z a-z)-$(shell uname -m)
 BUNDLED = $(BIN)/python -c "from importlib import resources; from app.core.redis import find_redis_server; \
-	print(resources.files('app.native') / 'libtaskbeat_alg.so', resources.files('app.migrations').joinpath('env.py').parent, find_redis_server())"
+	from app.core.migrations import migrations_dir; \
+	print(resources.files('app.native') / 'libtaskbeat_alg.so', migrations_dir(), find_redis_server())"
 
 dist: venv
 	$(PIP) install -e '.[dist]'
