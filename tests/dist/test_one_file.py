@@ -17,6 +17,8 @@ import httpx
 import pytest
 from serve_process import free_port
 
+from app.native import EXPECTED_API_VERSION
+
 pytestmark = pytest.mark.dist
 
 BUILT = Path(__file__).resolve().parents[2] / "dist" / "taskbeat"
@@ -41,7 +43,9 @@ class Sandbox:
         shutil.copy2(BUILT, scratch / "taskbeat")
         (scratch / "tmp").mkdir()
 
-    def command(self, *args: str, tmpdir: str = "/work/tmp", binds: tuple[str, ...] = ()) -> list[str]:
+    def command(
+        self, *args: str, tmpdir: str = "/work/tmp", binds: tuple[str, ...] = ()
+    ) -> list[str]:
         libraries = [arg for d in LIBRARY_DIRS if Path(d).is_dir() for arg in ("--ro-bind", d, d)]
         return [
             "bwrap", *libraries, "--symlink", "usr/lib", "/lib",
@@ -90,7 +94,7 @@ def test_version_names_the_c_library(sandbox: Sandbox) -> None:
     result = sandbox.run("--version")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("taskbeat ")
-    assert "(C library API 1)" in result.stdout
+    assert f"(C library API {EXPECTED_API_VERSION})" in result.stdout
 
 
 def test_serves_hello_answers_heartbeats_and_leaves_nothing_behind(sandbox: Sandbox) -> None:
