@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: venv install dev run test lint sync-client chaos clib clib-test clean bench-deps bench bench-quick dist dist-test
+.PHONY: venv install dev run test lint sync-client chaos clib clib-test clean bench-deps bench bench-quick dist dist-test browser vendor-ui
 
 venv:
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ dev: venv
 run: install
 	$(BIN)/taskbeat serve
 
-test: dev clib-test
+test: dev clib-test browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # lint-imports checks the layer contracts and finds import cycles (tool.importlinter).
@@ -82,3 +82,24 @@ dist-test: dist           # the built file in a sandbox with no Python (bubblewr
 
 clean:
 	rm -rf build dist *.egg-info app/native/*.so clib/build
+
+# The dashboard's browser tests drive Debian's Chromium (Playwright cannot download one
+# here). Without apt-get, or when it fails, say so: the browser tests then skip, except
+# under TASKBEAT_BROWSER_REQUIRED=1 (CI), where they fail.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
+		{ apt-get install -y -qq chromium >/dev/null 2>&1 || \
+		  { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }; }; } || true
+	@command -v chromium >/dev/null 2>&1 || echo "make browser: Chromium could not be installed \
+	(no apt-get, or it failed): the browser tests (tests/ui) will be SKIPPED"
+
+# The dashboard's vendored scripts, refreshed from the npm registry (see its README).
+VENDOR := app/ui/static/vendor
+vendor-ui:
+	set -e; scratch=$$(mktemp -d); cd $$scratch; \
+	npm pack -q htmx.org@2.0.4 htmx-ext-sse@2.2.2 swagger-ui-dist@5.17.14 >/dev/null; \
+	for f in *.tgz; do mkdir $${f%.tgz}; tar xzf $$f -C $${f%.tgz}; done; cd $(CURDIR); \
+	cp $$scratch/htmx.org-2.0.4/package/dist/htmx.min.js $$scratch/htmx-ext-sse-2.2.2/package/sse.js $(VENDOR)/; \
+	for f in swagger-ui-bundle.js swagger-ui.css favicon-32x32.png; do \
+		cp $$scratch/swagger-ui-dist-5.17.14/package/$$f $(VENDOR)/swagger/; done; \
+	rm -rf $$scratch

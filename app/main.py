@@ -6,17 +6,28 @@ from contextlib import asynccontextmanager
 from importlib import metadata
 
 from fastapi import FastAPI
+from starlette.types import Scope
 
 from app.api.auth import Authorization
+from app.api.docs import install_docs
 from app.api.errors import install_error_handlers
 from app.api.headers import DefensiveHeaders
 from app.api.limits import BodySizeLimit
 from app.api.openapi import install_openapi
-from app.api.routes import health, keys, meta, tasks, updates
+from app.api.routes import debug, health, keys, meta, metrics, tasks, updates
 from app.core.config import Settings, get_settings
+from app.observe.http_metrics import HttpMetrics
+from app.observe.metrics import Metrics
 from app.replica import running_replica
+from app.service.dashboard import Dashboard
+from app.ui import install_dashboard
 
 log = logging.getLogger(__name__)
+
+
+def _replica_metrics(scope: Scope) -> Metrics | None:
+    context = getattr(scope["app"].state, "context", None)
+    return None if context is None else context.runner.metrics
 
 
 def create_app(
@@ -33,6 +44,7 @@ def create_app(
         try:
             async with running_replica(settings) as context:
                 app.state.context = context
+                app.state.dashboard = Dashboard(context.service)  # the dashboard and /metrics
                 started = True
                 yield
         except Exception:
@@ -48,9 +60,13 @@ def create_app(
         version=metadata.version("taskbeat"),  # the one place: the package metadata
         summary="Long tasks over REST, run in-process, no message queue.",
         lifespan=lifespan,
+        docs_url=None,  # served from the package by install_docs: no CDN
+        redoc_url=None,
     )
     app.add_middleware(Authorization)  # innermost: a refused request's body is never read
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    install_dashboard(app)
+    app.add_middleware(HttpMetrics, metrics=_replica_metrics)
     app.add_middleware(DefensiveHeaders)  # added last: outermost, so 413s carry them too
     install_error_handlers(app)
     app.include_router(tasks.router)
@@ -58,5 +74,8 @@ def create_app(
     app.include_router(meta.router)
     app.include_router(keys.router)
     app.include_router(health.router)
+    app.include_router(metrics.router)
+    app.include_router(debug.router)
+    install_docs(app)
     install_openapi(app)
     return app

@@ -82,9 +82,16 @@ RULES: dict[tuple[str, str], Access] = {
     ("GET", "/v1/keys"): Access.ADMIN,
     ("POST", "/v1/keys"): Access.ADMIN,
     ("DELETE", "/v1/keys/{key_id}"): Access.ADMIN,
+    ("POST", "/ui/tasks/{task_id}/cancel"): Access.ADMIN,
 }
-# Path prefixes whose every route and method has one rule (the profiler's endpoints).
-PREFIX_RULES: dict[str, Access] = {"/debug": Access.ADMIN}
+# Path prefixes whose every route and method has one rule (the profiler's endpoints, the
+# dashboard's pages and the static files of the dashboard and /docs), first match wins.
+PREFIX_RULES: dict[str, Access] = {
+    "/debug": Access.ADMIN,
+    "/ui/static": Access.OPEN,
+    "/docs/assets": Access.OPEN,
+    "/ui": Access.STAFF,
+}
 
 
 def rule_of(method: str, path: str) -> Access | None:

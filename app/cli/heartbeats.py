@@ -27,14 +27,13 @@ from app.cli.output import emit_json, print_table
 from app.core.config import Settings
 from app.core.faults import REDIS_AWAY
 from app.core.redis import create_sync_client
+from app.domain.heartbeats import is_stale
 from app.live.keys import RedisKeys
 from app.store.offline import running_task_ids
 
 if TYPE_CHECKING:
     from app.cli.api import SubCommands
 
-# Heartbeats are stored in whole seconds: the true beat lies within a second after the score.
-BEAT_RESOLUTION_S = 1.0
 REDIS_TIMEOUT_S = 3.0
 
 
@@ -71,7 +70,7 @@ def read_beats(client: "redis.Redis", keys: RedisKeys, *, stale_after_s: float) 
                 progress=int(progress[task_id]) if task_id in progress else None,
                 replica=replica,
                 replica_age_s=None if replica_at is None else round(now - replica_at, 1),
-                stale=now - (beat + BEAT_RESOLUTION_S) > stale_after_s,
+                stale=is_stale(beat_at_s=beat, now_s=now, stale_after_s=stale_after_s),
             )
         )
     return sorted(found, key=lambda task: task.heartbeat_at)

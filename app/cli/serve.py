@@ -2,7 +2,6 @@
 
 import argparse
 import contextlib
-import logging
 import os
 import sys
 from typing import TYPE_CHECKING
@@ -38,14 +37,12 @@ def serve(args: argparse.Namespace) -> None:
     from app.api.http_protocol import protocol_with_header_timeout
     from app.core.gc_policy import tune_for_service
     from app.main import create_app
+    from app.observe.logs import configure_logging
 
     settings = _settings()
     if args.host:  # the address bound decides whether auth may be off (TASKBEAT_AUTH=auto)
         settings = settings.model_copy(update={"host": args.host})
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(level=settings.log_level, log_format=settings.log_format)
 
     def stop_serving() -> None:
         server.should_exit = True
@@ -56,6 +53,7 @@ def serve(args: argparse.Namespace) -> None:
         host=settings.host,
         port=args.port or settings.port,
         log_level=settings.log_level,
+        log_config=None,  # uvicorn's lines go through the root handler: text or JSON alike
         timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 5,
         http=protocol_with_header_timeout(settings.header_timeout_s),
         timeout_keep_alive=settings.keepalive_timeout_s,

@@ -126,6 +126,14 @@ class Settings(BaseSettings):
         default=15.0, gt=0, description="seconds between keep-alive comments of event streams"
     )
     log_level: str = Field(default="info", description="debug, info, warning or error")
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="text, or json: one object a line, with task_id, attempt, algorithm and "
+        "replica on every line about a run",
+    )
+    debug_endpoints: bool = Field(
+        default=False, description="serve /debug (profiler, asyncio tasks, loop lag); else 404"
+    )
     auth: Literal["auto", "on", "off"] = Field(
         default="auto",
         description="API keys: auto (on once any key exists; with none, off on a loopback "

@@ -122,6 +122,10 @@ class Task(TaskBase, table=True):
         Index("ix_tasks_owner_status", "owner", "status"),
         Index("ix_tasks_api_key_created", "api_key_id", "created_at", "task_id"),
         Index("ix_tasks_api_key_status", "api_key_id", "status"),
+        # the dashboard: pages by algorithm (and status), counts, and the last hour's finishes
+        Index("ix_tasks_algorithm_created", "algorithm", "created_at", "task_id"),
+        Index("ix_tasks_algorithm_status_created", "algorithm", "status", "created_at"),
+        Index("ix_tasks_finished", "finished_at"),
     )
 
 

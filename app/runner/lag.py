@@ -6,6 +6,7 @@ sleeper late; the overshoot of a 50 ms sleep is that delay, as every task on the
 
 import math
 from collections import deque
+from collections.abc import Callable
 
 import anyio
 import anyio.abc
@@ -27,13 +28,20 @@ class LoopLagMonitor:
     """Samples the loop's lag into a bounded ring buffer; `summary()` reads it."""
 
     def __init__(
-        self, *, interval_s: float = SAMPLE_INTERVAL_S, window: int = WINDOW_SAMPLES
+        self,
+        *,
+        interval_s: float = SAMPLE_INTERVAL_S,
+        window: int = WINDOW_SAMPLES,
+        on_sample: Callable[[float], None] | None = None,
     ) -> None:
         self.interval_s = interval_s
         self._lag_ms: deque[float] = deque(maxlen=window)
+        self._on_sample = on_sample  # the metrics' histogram and lag history
 
     def record(self, lag_ms: float) -> None:
         self._lag_ms.append(max(0.0, lag_ms))
+        if self._on_sample is not None:
+            self._on_sample(max(0.0, lag_ms))
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED

@@ -26,6 +26,8 @@ from app.domain.models import StoredTask, TaskStatus
 from app.domain.outcome import Outcome
 from app.live.state import LiveState
 from app.live.updates import UpdateHub
+from app.observe.logs import bind_run
+from app.observe.metrics import Metrics
 from app.runner.lag import LoopLagMonitor
 from app.runner.policy import outcome_of, retry_delay_s
 from app.store import TaskStore, lease_deadline
@@ -82,7 +84,8 @@ class Runner:
         self._runs_changed = anyio.Event()
         self._saved_progress: dict[str, tuple[int, int]] = {}
         self._active: Counter[str] = Counter()
-        self.loop_lag = LoopLagMonitor()
+        self.metrics = Metrics()  # /metrics, fed by the `self.metrics.` calls below
+        self.loop_lag = LoopLagMonitor(on_sample=self.metrics.loop_lag_sampled)
 
     # ----- admission -------------------------------------------------------------------
 
@@ -171,6 +174,7 @@ class Runner:
     # ----- one run ---------------------------------------------------------------------
 
     async def _run(self, run: LocalRun) -> None:
+        bind_run(run, self.replica_id)  # its log lines carry task_id, attempt, algorithm
         try:
             with run.scope:
                 await self._run_once(run)
@@ -202,6 +206,7 @@ class Runner:
         if task is None:
             return  # cancelled, finished or taken over meanwhile
         if task.status is TaskStatus.CANCELLED:  # its cancel was asked while it was pending
+            self.metrics.task_finished(task.algorithm, TaskStatus.CANCELLED)
             self.updates.status_changed(task.task_id, TaskStatus.CANCELLED, task.attempt)
             return
         run.algorithm, run.attempt = task.algorithm, task.attempt
@@ -213,6 +218,7 @@ class Runner:
             return
         run.adapter = adapter
         run.started_s = time.monotonic()
+        self.metrics.attempt_started(task)
         self._active[run.algorithm] += 1
         outcome = await self._drive(run, adapter, task)
         await self._persist(run, outcome)
@@ -265,6 +271,7 @@ class Runner:
             try:
                 status = await adapter.poll(run.handle)
             except PollFailed as exc:
+                self.metrics.poll_failed(run.algorithm)
                 run.poll_failures += 1
                 failures_in_a_row += 1
                 if failures_in_a_row > self.settings.poll_max_retries:
@@ -308,6 +315,7 @@ class Runner:
         if scope.cancelled_caught:
             log.error("task %s: outcome %s lost: database away", run.task_id, outcome.status)
         elif won:
+            self.metrics.run_finished(run.algorithm, outcome.status, started_s=run.started_s)
             log.info("task %s: %s", run.task_id, outcome.status.value)
             self.updates.status_changed(run.task_id, outcome.status, run.attempt, outcome.progress)
         else:

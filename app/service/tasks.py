@@ -58,6 +58,7 @@ class TaskService:
             await self.store.insert_task(task=task)
         except (SQLAlchemyError, OSError) as exc:
             raise StoreUnavailable(f"the database could not store the task: {exc}") from exc
+        self.runner.metrics.task_created(task.algorithm)
         self.runner.enqueue(task.task_id)
         return TaskPublic.model_validate(task, from_attributes=True)
 
@@ -131,6 +132,7 @@ class TaskService:
             raise Conflict(f"task {task_id} already finished: {answer.before.value}")
         if answer.before is TaskStatus.PENDING:
             self.updates.status_changed(task_id, TaskStatus.CANCELLED, answer.task.attempt)
+            self.runner.metrics.task_finished(answer.task.algorithm, TaskStatus.CANCELLED)
             (task,) = await self.public([answer.task])
             return task
         run = await self.runner.cancel_local(task_id)
