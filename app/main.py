@@ -14,7 +14,7 @@ from app.api.errors import install_error_handlers
 from app.api.headers import DefensiveHeaders
 from app.api.limits import BodySizeLimit
 from app.api.openapi import install_openapi
-from app.api.routes import debug, health, keys, meta, metrics, tasks, updates
+from app.api.routes import algorithms, debug, health, keys, meta, metrics, tasks, updates
 from app.core.config import Settings, get_settings
 from app.observe.http_metrics import HttpMetrics
 from app.observe.metrics import Metrics
@@ -44,7 +44,8 @@ def create_app(
         try:
             async with running_replica(settings) as context:
                 app.state.context = context
-                app.state.dashboard = Dashboard(context.service)  # the dashboard and /metrics
+                # what the dashboard and /metrics read
+                app.state.dashboard = Dashboard(context.service, context.algorithms)
                 started = True
                 yield
         except Exception:
@@ -71,6 +72,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(tasks.router)
     app.include_router(updates.router)
+    app.include_router(algorithms.router)
     app.include_router(meta.router)
     app.include_router(keys.router)
     app.include_router(health.router)

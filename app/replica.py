@@ -32,6 +32,7 @@ from app.runner.heartbeat import Heartbeat
 from app.runner.local_runs import LoopParts
 from app.runner.runner import Runner
 from app.runner.sweeper import Sweeper
+from app.service.algorithms import AlgorithmService
 from app.service.callbacks import CallbackReceiver, apply_foreign_update
 from app.service.keys import KeyService
 from app.service.tasks import TaskService
@@ -61,6 +62,7 @@ class ReplicaContext:
     callbacks: CallbackReceiver
     keys: KeyService
     rate: RequestRate
+    algorithms: AlgorithmService
     # unix://… of the embedded redis-server; None when TASKBEAT_REDIS_URL names a Redis
     embedded_redis_url: str | None = None
 
@@ -151,6 +153,7 @@ async def running_replica(settings: Settings) -> AsyncIterator[ReplicaContext]:
             on_update=updates.receive,
             on_cancel=runner.cancel_local,
             on_resubscribed=updates.resync_all,
+            on_work=runner.admission.on_hint,
         )
         await live.register_scripts()
         async with anyio.create_task_group() as tg:
@@ -161,7 +164,8 @@ async def running_replica(settings: Settings) -> AsyncIterator[ReplicaContext]:
             await tg.start(runner.run)
             # The replica's loops, next to the runner; stopped before it hands its tasks back.
             loops = anyio.CancelScope()
-            await tg.start(_run_loops, loops, (subscriber.run, heartbeat.run, sweeper.run))
+            replica_loops = (subscriber.run, heartbeat.run, sweeper.run, runner.admission.run)
+            await tg.start(_run_loops, loops, replica_loops)
             log.info("replica %s ready", replica_id)
             try:
                 yield ReplicaContext(
@@ -178,6 +182,7 @@ async def running_replica(settings: Settings) -> AsyncIterator[ReplicaContext]:
                     callbacks,
                     keys,
                     RequestRate(redis_client, live.keys),
+                    AlgorithmService(runner),
                     embedded_redis_url=None if settings.redis_url else redis_url,
                 )
             finally:

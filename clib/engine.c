@@ -69,6 +69,12 @@ static void finish_locked(tb_job *job, tb_state state) {
         if (job->opt.fail_message) {
             job->text = job->opt.fail_message;
             job->text_len = job->opt.fail_message_len;
+        } else if (job->opt.attempt <= job->opt.fail_attempts) {
+            int n = snprintf(job->default_fail, sizeof job->default_fail,
+                             "injected failure on attempt %d (fail_attempts %d)",
+                             (int)job->opt.attempt, (int)job->opt.fail_attempts);
+            job->text = job->default_fail;
+            job->text_len = (size_t)n;
         } else {
             int n = snprintf(job->default_fail, sizeof job->default_fail,
                              "injected failure at step %d", (int)job->opt.fail_at_step);

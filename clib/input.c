@@ -16,6 +16,7 @@
 #define DEFAULT_STEPS 10
 #define MAX_STEPS 1000
 #define MAX_POLL_ERRORS 1000000
+#define MAX_ATTEMPTS 1000000
 
 void tb_options_free(job_options *opt) {
     free(opt->fail_message);
@@ -328,7 +329,9 @@ enum {
     F_FAIL_MSG = 1 << 4,
     F_POLL_ERRORS = 1 << 5,
     F_HANG = 1 << 6,
-    F_OUTPUT = 1 << 7
+    F_OUTPUT = 1 << 7,
+    F_FAIL_ATTEMPTS = 1 << 8,
+    F_ATTEMPT = 1 << 9
 };
 
 static const struct {
@@ -338,6 +341,7 @@ static const struct {
     {"duration_ms", F_DURATION}, {"steps", F_STEPS},           {"mode", F_MODE},
     {"fail_at_step", F_FAIL_AT}, {"fail_message", F_FAIL_MSG}, {"poll_errors", F_POLL_ERRORS},
     {"hang", F_HANG},            {"output", F_OUTPUT},
+    {"fail_attempts", F_FAIL_ATTEMPTS}, {"attempt", F_ATTEMPT},
 };
 
 /* Applies one field's value to opt; takes ownership of v->str on success. */
@@ -358,6 +362,13 @@ static int apply_field(parser *ps, int bit, const char *name, value *v, job_opti
         return TB_OK;
     case F_POLL_ERRORS:
         return want_int(ps, name, v, 0, MAX_POLL_ERRORS, &opt->poll_errors);
+    case F_FAIL_ATTEMPTS:
+    case F_ATTEMPT:
+        if ((rc = want_int(ps, name, v, bit == F_ATTEMPT ? 1 : 0, MAX_ATTEMPTS, &n)) != TB_OK)
+            return rc;
+        if (bit == F_ATTEMPT) opt->attempt = (int32_t)n;
+        else opt->fail_attempts = (int32_t)n;
+        return TB_OK;
     case F_HANG:
         if (v->kind != VAL_BOOL)
             return tb_set_err(ps->err, ps->errlen, TB_EINVAL,
@@ -399,6 +410,7 @@ int tb_parse_input(const char *input, size_t len, job_options *opt, char *err,
     opt->duration_ms = DEFAULT_DURATION_MS;
     opt->steps = DEFAULT_STEPS;
     opt->mode = MODE_SLEEP;
+    opt->attempt = 1;
     if (input == NULL && len > 0) return tb_set_err(err, errlen, TB_EINVAL, "input is NULL");
     if (len > TB_MAX_INPUT_BYTES)
         return tb_set_err(err, errlen, TB_EINVAL, "input is %zu bytes; the limit is %d bytes", len,
@@ -437,7 +449,8 @@ int tb_parse_input(const char *input, size_t len, job_options *opt, char *err,
             if (bit == 0) {
                 rc = tb_set_err(err, errlen, TB_EINVAL,
                              "unknown field \"%.64s\" (known: duration_ms, steps, mode, "
-                             "fail_at_step, fail_message, poll_errors, hang, output)",
+                             "fail_at_step, fail_message, poll_errors, hang, output, "
+                             "fail_attempts, attempt)",
                              key);
                 free(key);
                 goto fail;
@@ -486,6 +499,7 @@ int tb_parse_input(const char *input, size_t len, job_options *opt, char *err,
                      opt->steps);
         goto fail;
     }
+    if (opt->attempt <= opt->fail_attempts) opt->fail_at_step = 1; /* this attempt fails */
     return TB_OK;
 fail:
     tb_options_free(opt);

@@ -67,6 +67,8 @@ typedef struct job_options {
     int32_t steps;
     job_mode mode;
     int32_t fail_at_step;   /* 0: never fails */
+    int32_t fail_attempts;  /* the first N attempts fail at once */
+    int32_t attempt;        /* which attempt this job is (the service sets it); 1 first */
     int64_t poll_errors;
     bool hang;
     char *fail_message;     /* owned; NULL: the default message */
@@ -118,7 +120,7 @@ typedef struct tb_job {
     atomic_bool stop;      /* tells the spinning worker to stop */
     const char *text;      /* output or error once finished; points into opt or statics */
     size_t text_len;
-    char default_fail[48];
+    char default_fail[80];
 } tb_job;
 
 tb_job *tb_job_new(void);          /* zeroed, off every container; NULL when out of memory */

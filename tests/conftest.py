@@ -33,6 +33,8 @@ FAST = {
     "lease_s": 1.0,
     "progress_persist_interval_s": 0.2,
     "shutdown_grace_s": 0.0,
+    "retry_base_s": 0.1,
+    "retry_max_s": 1.0,
 }
 
 

@@ -36,8 +36,9 @@ class Algorithm(Protocol):
     def validate(self, payload: dict[str, Any]) -> None:
         """Raises InputRejected when `payload` would be refused by submit."""
 
-    async def submit(self, payload: dict[str, Any], *, task_id: str) -> Any:
-        """Starts a job for the task and returns its handle at once."""
+    async def submit(self, payload: dict[str, Any], *, task_id: str, attempt: int = 1) -> Any:
+        """Starts a job for the task's `attempt` (1 for its first run) and returns its
+        handle at once."""
 
     async def poll(self, handle: Any) -> JobStatus:
         """The job's state now; raises PollFailed when the poll itself failed."""

@@ -33,13 +33,14 @@ class HelloAlgorithm:
 
     def validate(self, payload: dict[str, Any]) -> None:
         try:
-            self._lib.validate(compact_json(payload))
+            self._lib.validate(compact_json({**payload, "attempt": 1}))  # as submit sends it
         except InvalidInputError as exc:
             raise InputRejected(str(exc)) from exc
 
-    async def submit(self, payload: dict[str, Any], *, task_id: str) -> int:
+    async def submit(self, payload: dict[str, Any], *, task_id: str, attempt: int = 1) -> int:
+        # The library reads the attempt number for its fail_attempts switch.
         try:
-            return self._lib.submit(compact_json(payload))
+            return self._lib.submit(compact_json({**payload, "attempt": attempt}))
         except InvalidInputError as exc:
             raise InputRejected(str(exc)) from exc
 

@@ -55,7 +55,7 @@ class RemoteAlgorithm:
         if not isinstance(payload, dict):
             raise InputRejected("input must be a JSON object")
 
-    async def submit(self, payload: dict[str, Any], *, task_id: str) -> RemoteJob:
+    async def submit(self, payload: dict[str, Any], *, task_id: str, attempt: int = 1) -> RemoteJob:
         self.validate(payload)
         try:
             response = await self._client.post(

@@ -11,6 +11,7 @@ from app.api.auth import principal_of
 from app.api.params import last_event_id, task_id_in_path
 from app.domain.keys import Principal
 from app.replica import ReplicaContext
+from app.service.algorithms import AlgorithmService
 from app.service.callbacks import CallbackReceiver
 from app.service.keys import KeyService
 from app.service.tasks import TaskService
@@ -28,6 +29,10 @@ async def get_context(request: Request) -> ReplicaContext:
 
 async def get_service(request: Request) -> TaskService:
     return _context(request).service
+
+
+async def get_algorithms(request: Request) -> AlgorithmService:
+    return _context(request).algorithms
 
 
 async def get_watch(request: Request) -> TaskWatcher:
@@ -49,6 +54,7 @@ async def get_principal(request: Request) -> Principal:
 
 ContextDep = Annotated[ReplicaContext, Depends(get_context)]
 ServiceDep = Annotated[TaskService, Depends(get_service)]
+AlgorithmsDep = Annotated[AlgorithmService, Depends(get_algorithms)]
 WatchDep = Annotated[TaskWatcher, Depends(get_watch)]
 CallbacksDep = Annotated[CallbackReceiver, Depends(get_callbacks)]
 KeysDep = Annotated[KeyService, Depends(get_keys)]

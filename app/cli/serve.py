@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from app.cli.exits import EXIT_OK, EXIT_UNREACHABLE
 from app.client import DEFAULT_URL
 from app.core.config import Settings
+from app.core.config_file import ConfigFileError, config_file_path, line_of
 
 if TYPE_CHECKING:
     from app.cli.api import SubCommands
@@ -18,15 +19,22 @@ if TYPE_CHECKING:
 EXIT_REPLICA_FAILED = 1
 
 
+def _problem(loc: tuple[str | int, ...], message: str) -> str:
+    """One bad value, named by its variable and, when the config file sets it, its line."""
+    variable = f"TASKBEAT_{str(loc[0]).upper()}" if loc else "settings"
+    path = config_file_path({})
+    line = line_of(path, loc) if path is not None and loc else None
+    where = f" ({path} line {line}: {'.'.join(map(str, loc))})" if line else ""
+    return f"{variable}{where}: {message}"
+
+
 def _settings() -> Settings:
     try:
         return Settings()
+    except ConfigFileError as exc:
+        sys.exit(f"taskbeat: bad configuration file: {exc}")
     except ValidationError as exc:
-        problems = "; ".join(
-            f"TASKBEAT_{'_'.join(str(p) for p in error['loc']).upper() or 'SETTINGS'}: "
-            f"{error['msg']}"
-            for error in exc.errors()
-        )
+        problems = "; ".join(_problem(error["loc"], error["msg"]) for error in exc.errors())
         sys.exit(f"taskbeat: bad configuration: {problems}")
 
 

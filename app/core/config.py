@@ -1,13 +1,16 @@
-"""Every setting of the service, read from TASKBEAT_* environment variables and `.env`."""
+"""Every setting of the service, read from TASKBEAT_* environment variables, `.env` and
+the TOML file named by TASKBEAT_CONFIG_FILE (in that order of precedence)."""
 
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal, Self
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from app.core.config_file import ConfigFileSource, config_file_path
 from app.domain.keys import SECRET_PATTERN
+from app.domain.policy import Policy, PolicyFields
 
 
 def sqlite_file(url: str) -> Path | None:
@@ -91,13 +94,33 @@ class Settings(BaseSettings):
     task_timeout_s: int = Field(default=3600, ge=1, description="default timeout of a task")
     max_timeout_s: int = Field(default=86400, ge=1, description="largest timeout_s a task may ask")
     max_active: int = Field(
-        default=10000, ge=1, description="tasks one replica runs at once; the rest wait FIFO"
+        default=10000,
+        ge=1,
+        description="run slots of one replica; each algorithm's max_active limits the cluster",
     )
     max_pending: int = Field(
-        default=100000, ge=1, description="tasks waiting on one replica before creates get 429"
+        default=100000,
+        ge=1,
+        description="default max_waiting: tasks of one algorithm waiting before creates get 429",
     )
     max_attempts: int = Field(
-        default=3, ge=1, description="runs of a task whose replica died before it is failed"
+        default=3, ge=1, description="default max_attempts: the most runs a task gets"
+    )
+    retry_base_s: float = Field(
+        default=1.0, gt=0, description="default retry_base_s: backoff before the 2nd attempt"
+    )
+    retry_max_s: float = Field(
+        default=300.0, gt=0, description="default retry_max_s: the longest backoff"
+    )
+    config_file: Path | None = Field(
+        default=None,
+        description="TOML file of settings (by name), [algorithms.<name>] policies and "
+        "[[remote_algorithms]] engines; the environment and .env win over it",
+    )
+    algorithms: dict[str, PolicyFields] = Field(
+        default={},
+        description='policies by algorithm, as JSON {"hello": {"max_active": 3}} or in the '
+        "config file; changes made through the API win over them",
     )
     max_body_bytes: int = Field(default=1 << 20, ge=1024, description="largest request body")
     header_timeout_s: float = Field(
@@ -151,6 +174,34 @@ class Settings(BaseSettings):
         default=10000, ge=1, description="unfinished tasks per key at once, over all replicas"
     )
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        init_kwargs = getattr(init_settings, "init_kwargs", {})
+        config_file = ConfigFileSource(settings_cls, config_file_path(init_kwargs))
+        return init_settings, env_settings, dotenv_settings, config_file, file_secret_settings
+
+    def policy_of(self, name: str) -> Policy:
+        """The configured policy of an algorithm: the defaults above, then `algorithms`."""
+        defaults = Policy(
+            name=name,
+            max_waiting=self.max_pending,
+            timeout_s=self.task_timeout_s,
+            max_timeout_s=self.max_timeout_s,
+            max_attempts=self.max_attempts,
+            retry_base_s=min(self.retry_base_s, self.retry_max_s),
+            retry_max_s=self.retry_max_s,
+            poll_interval_s=self.poll_interval_s,
+        )
+        declared = self.algorithms.get(name)
+        return defaults if declared is None else defaults.with_fields(declared.given())
+
     @model_validator(mode="after")
     def _check(self) -> Self:
         if self.task_timeout_s > self.max_timeout_s:
@@ -159,6 +210,8 @@ class Settings(BaseSettings):
             raise ValueError("lease_s must be longer than heartbeat_interval_s")
         if not self.database_url.startswith(("sqlite", "postgresql", "postgres")):
             raise ValueError("database_url must be a sqlite:// or postgresql:// URL")
+        for name in self.algorithms:
+            self.policy_of(name)  # a declared policy must be whole (timeout_s <= max_timeout_s)
         bootstrap = self.bootstrap_admin_key
         if bootstrap is not None and SECRET_PATTERN.fullmatch(bootstrap.get_secret_value()) is None:
             raise ValueError("bootstrap_admin_key must be tb_ and 43 or more URL-safe characters")

@@ -79,6 +79,7 @@ class TaskCreate(SQLModel):
     input: dict[str, Any] = Field(default_factory=dict)
     # strict: "5" or 5.5 is a client's mistake, not a timeout
     timeout_s: Annotated[int, Strict()] | None = Field(default=None, ge=1)
+    priority: Annotated[int, Strict()] | None = Field(default=None, ge=0, le=9)
 
     @field_validator("algorithm")
     @classmethod
@@ -97,8 +98,12 @@ class TaskBase(SQLModel):
     result: Any = Field(default=None, sa_column=Column(JSONValue, nullable=True))
     error: str | None = None
     attempt: int = 0
+    max_attempts: int = 1
+    priority: int = 0
     poll_failures: int = 0
     timeout_s: int
+    # When a retry's backoff ends (None: due at once).
+    next_attempt_at: datetime | None = _time_column()
     created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     started_at: datetime | None = _time_column()
     finished_at: datetime | None = _time_column()
@@ -126,6 +131,8 @@ class Task(TaskBase, table=True):
         Index("ix_tasks_algorithm_created", "algorithm", "created_at", "task_id"),
         Index("ix_tasks_algorithm_status_created", "algorithm", "status", "created_at"),
         Index("ix_tasks_finished", "finished_at"),
+        # The queue: a claim reads one algorithm's waiting tasks, highest priority first.
+        Index("ix_tasks_queue", "algorithm", "status", "priority", "created_at"),
     )
 
 
@@ -160,6 +167,41 @@ class TaskEvent(SQLModel, table=True):
     api_key_id: str | None = Field(default=None, max_length=32)
 
 
+class AlgorithmPolicy(SQLModel, table=True):
+    """The policy fields of one algorithm changed through the API (JSON, sparse: a field not
+    here comes from configuration). Claims lock this row, so the limit holds cluster-wide."""
+
+    __tablename__ = "algorithm_policies"
+
+    name: str = Field(primary_key=True, max_length=64)
+    fields: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONValue))
+    updated_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class TaskAttempt(SQLModel, table=True):
+    """One run of a task: how it ended, where, and when."""
+
+    __tablename__ = "task_attempts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    task_id: str = Field(max_length=36, index=True)
+    attempt: int
+    status: str = Field(max_length=16)  # a finished status, or "lost" (its replica died)
+    error: str | None = None
+    replica: str | None = Field(default=None, max_length=64)
+    started_at: datetime | None = _time_column()
+    finished_at: datetime | None = _time_column()
+
+
+class AttemptPublic(SQLModel):
+    attempt: int
+    status: str
+    error: str | None
+    replica: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
 class TaskPublic(SQLModel):
     """A task as clients see it."""
 
@@ -171,12 +213,16 @@ class TaskPublic(SQLModel):
     result: Any
     error: str | None
     attempt: int
+    max_attempts: int
+    priority: int
     poll_failures: int
     timeout_s: int
+    next_attempt_at: datetime | None
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
     heartbeat_at: datetime | None = None
+    paused: bool = False  # pending because its algorithm is paused
 
 
 class TaskPage(SQLModel):

@@ -15,3 +15,4 @@ class Outcome:
     result: Any = None
     error: str | None = None
     poll_failures: int = 0
+    retryable: bool = True  # False for an input refusal: another attempt would fail alike

@@ -57,6 +57,12 @@ class RedisKeys:
         return f"{self.prefix}cancel"
 
     @property
+    def work_channel(self) -> str:
+        """pub/sub channel: hints that tasks wait in the queue ("work") or that a policy
+        changed ("policy"); the database stays the truth, a lost hint only delays."""
+        return f"{self.prefix}work"
+
+    @property
     def updates_channel(self) -> str:
         """pub/sub channel: JSON task updates (status changes, progress, callbacks) for waiters."""
         return f"{self.prefix}updates"

@@ -1,7 +1,8 @@
-"""The replica's one Redis subscription, serving both channels: task updates (for local
-waiters and runs) and cancel requests (for the local runs). It resubscribes after any
-fault with backoff, starts even while Redis is away, and tells the updates side to have
-its waiters re-read once it is back (messages may have been missed meanwhile)."""
+"""The replica's one Redis subscription, serving its channels: task updates (for local
+waiters and runs), cancel requests (for the local runs) and work hints (for admission).
+It resubscribes after any fault with backoff, starts even while Redis is away, and tells
+the updates side to have its waiters re-read once it is back (messages may have been
+missed meanwhile)."""
 
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -27,11 +28,13 @@ class Subscriber:
         on_update: Callable[[str], None],
         on_cancel: Callable[[str], Awaitable[object]],
         on_resubscribed: Callable[[], None],
+        on_work: Callable[[str], Awaitable[object]],
     ) -> None:
         self._client = client
         self._handlers: dict[str, Callable[[str], Awaitable[object] | None]] = {
             keys.updates_channel: on_update,
             keys.cancel_channel: on_cancel,
+            keys.work_channel: on_work,
         }
         self._on_resubscribed = on_resubscribed
 

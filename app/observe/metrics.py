@@ -51,7 +51,7 @@ class Metrics:
         )
         self.tasks_waiting = Gauge(
             "taskbeat_tasks_waiting",
-            "Tasks queued on this replica for a run slot.",
+            "Tasks waiting in the one queue, over the cluster (read at the scrape).",
             ["algorithm"],
             registry=registry,
         )
@@ -124,8 +124,13 @@ class Metrics:
             self.task_wait_seconds.labels(task.algorithm).observe(max(0.0, waited_s))
 
     def run_finished(self, algorithm: str, status: TaskStatus, *, started_s: float) -> None:
-        """A run ended; `started_s` its monotonic start (0: it never started a job)."""
+        """A task's last run ended; `started_s` its monotonic start (0: it never started a
+        job)."""
         self.task_finished(algorithm, status)
+        self.attempt_ended(algorithm, status, started_s=started_s)
+
+    def attempt_ended(self, algorithm: str, status: TaskStatus, *, started_s: float) -> None:
+        """A run ended (its task may run again: a retry)."""
         if started_s:
             elapsed_s = time.monotonic() - started_s
             self.task_run_seconds.labels(algorithm, status.value).observe(elapsed_s)

@@ -71,6 +71,8 @@ class Heartbeat:
                 owner=self._replica_id, orphans=sorted(again)
             )
             log.warning("handed back %d running tasks with no run here", handed)
+            if handed:
+                await self._runs.work_queued()  # back in the queue: any free replica takes it
 
     async def _save_progress(self) -> None:
         now = time.monotonic()

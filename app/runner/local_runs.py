@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from app.core.config import Settings
+from app.domain.policy import Policy
 from app.live.state import LiveState
 from app.live.updates import UpdateHub
 from app.store import TaskStore
@@ -17,16 +18,17 @@ class LocalRuns(Protocol):
     def accepting(self) -> bool:
         """Whether it takes new runs (False once draining)."""
 
-    @property
-    def waiting_count(self) -> int: ...
-
     def is_local(self, task_id: str) -> bool:
         """Whether `task_id` holds one of this replica's run slots now."""
 
     def cancel_undelivered(self, task_id: str) -> bool:
         """Whether `task_id` runs here and its algorithm has not taken a cancel yet."""
 
-    def enqueue(self, task_id: str) -> None: ...
+    def policy_of(self, algorithm: str) -> Policy:
+        """The policy in force for `algorithm`."""
+
+    async def work_queued(self) -> None:
+        """Tells every replica that tasks wait in the queue."""
 
     async def cancel_local(self, task_id: str) -> object: ...
 

@@ -1,8 +1,18 @@
-"""Pure rules of a run: how long to wait before retrying a failed poll, how a job maps to a task."""
+"""Pure rules of a run: how long to wait before retrying a failed poll, how a job maps to a
+task, and whether an ending starts another attempt."""
+
+from datetime import datetime, timedelta
+from typing import Protocol
 
 from app.algorithms.base import JobState, JobStatus
-from app.domain.models import TaskStatus
+from app.domain.models import TaskStatus, utcnow
 from app.domain.outcome import Outcome
+from app.domain.policy import Policy, RetryCause
+
+RETRY_CAUSES: dict[TaskStatus, RetryCause] = {
+    TaskStatus.FAILED: "failed",
+    TaskStatus.TIMED_OUT: "timed_out",
+}
 
 FIRST_RETRY_DELAY_S = 0.1
 
@@ -22,3 +32,19 @@ def outcome_of(status: JobStatus, *, poll_failures: int) -> Outcome:
         return Outcome(TaskStatus.CANCELLED, status.progress, None, "cancelled", poll_failures)
     error = status.error or "the algorithm reported a failure without a message"
     return Outcome(TaskStatus.FAILED, status.progress, None, error, poll_failures)
+
+
+class Attempt(Protocol):
+    attempt: int
+    max_attempts: int
+
+
+def next_attempt_at(policy: Policy, outcome: Outcome, run: Attempt) -> datetime | None:
+    """When the next attempt is due if this ending of the run starts one (None: the task
+    ends here). Cancels and input refusals never start one."""
+    cause = RETRY_CAUSES.get(outcome.status)
+    if cause is None or not outcome.retryable:
+        return None
+    if not policy.retries(cause, run.attempt, run.max_attempts):
+        return None
+    return utcnow() + timedelta(seconds=policy.backoff_s(run.attempt))

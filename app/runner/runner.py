@@ -1,15 +1,15 @@
-"""One replica's runner: admits tasks, runs each as an anyio task, and ends each exactly once.
+"""One replica's runner: runs each task it admitted as an anyio task, and ends each once.
 
-A run: start (pending -> running, conditional) -> submit -> poll until the job finishes
-(woken at once by the algorithm, else every poll interval) -> persist the outcome
-(conditional on owner and attempt, so a replica that lost the task writes nothing).
+A run: admitted (moved to running by a claim or by its create, app.runner.admission) ->
+submit -> poll until the job finishes (woken at once by the algorithm, else every poll
+interval) -> persist the outcome or the retry (conditional on owner and attempt, so a
+replica that lost the task writes nothing).
 """
 
 import logging
-import math
 import random
 import time
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,15 +21,17 @@ from app.algorithms.base import Algorithm, AlgorithmError, InputRejected, PollFa
 from app.algorithms.registry import Registry
 from app.core.backoff import Backoff
 from app.core.config import Settings
-from app.domain.errors import InvalidRequest, Saturated, StoreUnavailable
+from app.domain.errors import InvalidRequest
 from app.domain.models import StoredTask, TaskStatus
 from app.domain.outcome import Outcome
+from app.domain.policy import Policy
 from app.live.state import LiveState
 from app.live.updates import UpdateHub
 from app.observe.logs import bind_run
 from app.observe.metrics import Metrics
+from app.runner.admission import Admission, PolicyBook
 from app.runner.lag import LoopLagMonitor
-from app.runner.policy import outcome_of, retry_delay_s
+from app.runner.policy import next_attempt_at, outcome_of, retry_delay_s
 from app.store import TaskStore, lease_deadline
 
 log = logging.getLogger(__name__)
@@ -37,7 +39,6 @@ CLEANUP_TIMEOUT_S = 5.0
 FINAL_WRITE_RETRY_S = 300.0
 FINAL_WRITE_FIRST_RETRY_S = 0.5
 FINAL_WRITE_MAX_RETRY_S = 5.0
-START_RETRY_DELAY_S = 1.0
 POLL_JITTER = 0.1
 
 
@@ -48,6 +49,7 @@ class LocalRun:
     task_id: str
     algorithm: str = ""
     attempt: int = 0
+    max_attempts: int = 1
     progress: int = 0
     poll_failures: int = 0
     handle: Any = None
@@ -78,7 +80,7 @@ class Runner:
         self.replica_id = replica_id
         self.updates = updates
         self.accepting = False
-        self._waiting: deque[str] = deque()
+        self._reserved = 0  # run slots held by creates that may start their run at once
         self._runs: dict[str, LocalRun] = {}
         self._tg: TaskGroup | None = None
         self._runs_changed = anyio.Event()
@@ -86,6 +88,8 @@ class Runner:
         self._active: Counter[str] = Counter()
         self.metrics = Metrics()  # /metrics, fed by the `self.metrics.` calls below
         self.loop_lag = LoopLagMonitor(on_sample=self.metrics.loop_lag_sampled)
+        self.policies = PolicyBook(settings=settings, store=store, names=registry.names())
+        self.admission = Admission(policies=self.policies, runs=self)
 
     # ----- admission -------------------------------------------------------------------
 
@@ -94,41 +98,27 @@ class Runner:
         return len(self._runs)
 
     @property
-    def waiting_count(self) -> int:
-        return len(self._waiting)
+    def free_slots(self) -> int:
+        return self.settings.max_active - len(self._runs) - self._reserved
 
-    @property
-    def has_room(self) -> bool:
-        """Whether one more task may queue here."""
-        return len(self._waiting) < self.settings.max_pending
+    def reserve_slot(self) -> bool:
+        """Holds a run slot for a create that may start its run at once (the fast path)."""
+        if not self.accepting or self._tg is None or self.free_slots <= 0:
+            return False
+        self._reserved += 1
+        return True
 
-    def check_capacity(self) -> None:
-        """Raises when this replica should not take one more task now."""
-        if not self.accepting:
-            raise StoreUnavailable("this replica is shutting down; retry on another one")
-        if not self.has_room:
-            raise Saturated(
-                f"{len(self._waiting)} tasks already wait on this replica",
-                retry_after_s=max(1, math.ceil(self.settings.poll_interval_s)),
-            )
+    def release_slot(self) -> None:
+        self._reserved -= 1
 
-    def enqueue(self, task_id: str) -> None:
-        """Runs the task now if a slot is free, else queues it (FIFO)."""
-        if task_id in self._runs or task_id in self._waiting:
-            return
-        self._waiting.append(task_id)
-        self._admit()
-
-    def _admit(self) -> None:
-        while (
-            self.accepting
-            and self._tg is not None
-            and self._waiting
-            and len(self._runs) < self.settings.max_active
-        ):
-            run = LocalRun(self._waiting.popleft())
-            self._runs[run.task_id] = run
-            self._tg.start_soon(self._run, run, name=f"task {run.task_id}")
+    def start_claimed(self, task: StoredTask) -> bool:
+        """Starts the run of a task this replica moved to running (False: not running here)."""
+        if task.task_id in self._runs or self._tg is None:
+            return False
+        run = LocalRun(task.task_id)
+        self._runs[run.task_id] = run
+        self._tg.start_soon(self._run, run, task, name=f"task {run.task_id}")
+        return True
 
     def local_run(self, task_id: str) -> LocalRun | None:
         return self._runs.get(task_id)
@@ -173,11 +163,11 @@ class Runner:
 
     # ----- one run ---------------------------------------------------------------------
 
-    async def _run(self, run: LocalRun) -> None:
+    async def _run(self, run: LocalRun, task: StoredTask) -> None:
         bind_run(run, self.replica_id)  # its log lines carry task_id, attempt, algorithm
         try:
             with run.scope:
-                await self._run_once(run)
+                await self._run_once(run, task)
         except Exception as exc:
             # A bug in one run (an adapter raising what it should not) ends that run only.
             log.exception("task %s: the run failed on an unexpected error", run.task_id)
@@ -193,28 +183,19 @@ class Runner:
             if run.adapter is not None:
                 self._active[run.algorithm] -= 1
                 self.live.finished(run.task_id, run.algorithm, self._active[run.algorithm])
-            self._admit()
+            self.admission.slot_freed()
 
-    async def _run_once(self, run: LocalRun) -> None:
-        try:
-            task = await self.store.start_run(task_id=run.task_id, owner=self.replica_id)
-        except Exception:
-            log.exception("task %s: could not be started; retrying", run.task_id)
-            await anyio.sleep(START_RETRY_DELAY_S)
-            self._waiting.appendleft(run.task_id)
-            return
-        if task is None:
-            return  # cancelled, finished or taken over meanwhile
-        if task.status is TaskStatus.CANCELLED:  # its cancel was asked while it was pending
-            self.metrics.task_finished(task.algorithm, TaskStatus.CANCELLED)
-            self.updates.status_changed(task.task_id, TaskStatus.CANCELLED, task.attempt)
-            return
-        run.algorithm, run.attempt = task.algorithm, task.attempt
+    async def _run_once(self, run: LocalRun, task: StoredTask) -> None:
+        run.algorithm, run.attempt, run.max_attempts = (
+            task.algorithm,
+            task.attempt,
+            task.max_attempts,
+        )
         run.cancel_requested = run.cancel_requested or task.cancel_requested
         try:
             adapter = self.registry.get(task.algorithm)
         except InvalidRequest as exc:
-            await self._persist(run, Outcome(TaskStatus.FAILED, 0, error=str(exc)))
+            await self._persist(run, Outcome(TaskStatus.FAILED, 0, error=str(exc), retryable=False))
             return
         run.adapter = adapter
         run.started_s = time.monotonic()
@@ -234,9 +215,9 @@ class Runner:
         if run.cancel_requested:
             return Outcome(TaskStatus.CANCELLED, 0, error="cancelled before it started")
         try:
-            run.handle = await adapter.submit(task.input, task_id=task.task_id)
+            run.handle = await adapter.submit(task.input, task_id=task.task_id, attempt=run.attempt)
         except InputRejected as exc:
-            return Outcome(TaskStatus.FAILED, 0, error=f"input refused: {exc}")
+            return Outcome(TaskStatus.FAILED, 0, error=f"input refused: {exc}", retryable=False)
         except AlgorithmError as exc:
             return Outcome(TaskStatus.FAILED, 0, error=f"submit failed: {exc}")
         job_finished = False
@@ -265,7 +246,7 @@ class Runner:
                     log.exception("task %s: releasing the job failed", run.task_id)
 
     async def _poll_until_finished(self, run: LocalRun, adapter: Algorithm) -> Outcome:
-        interval_s = self.settings.poll_interval_s
+        interval_s = self.policies.policy(run.algorithm).poll_interval_s
         failures_in_a_row = 0
         while True:
             try:
@@ -296,8 +277,10 @@ class Runner:
             await adapter.wait(run.handle, delay_s)
 
     async def _persist(self, run: LocalRun, outcome: Outcome) -> None:
-        """Writes the outcome, retrying while the database is away (bounded)."""
+        """Writes the outcome (or the retry), retrying while the database is away (bounded)."""
         run.persisting = True
+        policy = self.policies.policy(run.algorithm)
+        retry_at = None if run.cancel_requested else next_attempt_at(policy, outcome, run)
         backoff = Backoff(FINAL_WRITE_FIRST_RETRY_S, FINAL_WRITE_MAX_RETRY_S)
         with anyio.move_on_after(FINAL_WRITE_RETRY_S) as scope:
             while True:
@@ -307,6 +290,7 @@ class Runner:
                         owner=self.replica_id,
                         attempt=run.attempt,
                         outcome=outcome,
+                        retry_at=retry_at,
                     )
                     break
                 except Exception as exc:
@@ -314,6 +298,9 @@ class Runner:
                     await anyio.sleep(backoff.next_delay_s())
         if scope.cancelled_caught:
             log.error("task %s: outcome %s lost: database away", run.task_id, outcome.status)
+        elif won and retry_at is not None:
+            self.metrics.attempt_ended(run.algorithm, outcome.status, started_s=run.started_s)
+            self.admission.retry_scheduled(run.task_id, run.attempt, outcome, retry_at)
         elif won:
             self.metrics.run_finished(run.algorithm, outcome.status, started_s=run.started_s)
             log.info("task %s: %s", run.task_id, outcome.status.value)
@@ -344,7 +331,6 @@ class Runner:
     async def stop_runs(self, grace_s: float) -> None:
         """Stops admitting, lets runs finish for `grace_s` and stops the rest."""
         self.accepting = False
-        self._waiting.clear()
         with anyio.move_on_after(grace_s):
             while self._runs:
                 await self._runs_changed.wait()
@@ -361,6 +347,8 @@ class Runner:
             try:
                 released = await self.store.release_all(owner=self.replica_id)
                 log.info("released %d unfinished tasks for other replicas", released)
+                if released:
+                    await self.admission.publish()
             except Exception as exc:
                 log.warning("could not release the unfinished tasks: %s", exc)
             # What the ended runs queued goes out before this replica's counts are dropped.
@@ -369,6 +357,12 @@ class Runner:
             await self.live.forget_replica(self.replica_id, self.algorithm_names())
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
+
+    def policy_of(self, algorithm: str) -> Policy:
+        return self.policies.policy(algorithm)
+
+    async def work_queued(self) -> None:
+        await self.admission.publish()
 
     def is_local(self, task_id: str) -> bool:
         return task_id in self._runs

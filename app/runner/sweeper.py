@@ -3,32 +3,38 @@ that died, or tasks handed back on shutdown) and moves each on exactly once."""
 
 import logging
 import secrets
+from datetime import timedelta
 
 import anyio
 import anyio.abc
 
 from app.core.faults import every
 from app.domain.models import StoredTask, TaskStatus, utcnow
+from app.domain.policy import Policy
 from app.runner.local_runs import LoopParts
 from app.store import Takeover
 
 log = logging.getLogger(__name__)
 
 
-def plan_for(task: StoredTask, *, replica_id: str, max_attempts: int) -> Takeover:
-    """The fate of one abandoned task: cancelled (asked), failed (attempts used up), or
-    pending again on this replica."""
+def plan_for(task: StoredTask, *, replica_id: str, policy: Policy) -> Takeover:
+    """The fate of one abandoned task: cancelled (asked), failed (lost, and no attempt
+    left for it), or back in the queue (a lost run retried after its backoff)."""
     holder = task.owner or "none (handed back)"
     ended = {"finished_at": utcnow()}
     if task.cancel_requested:
         return Takeover(task, TaskStatus.CANCELLED, {"error": "cancelled while unowned", **ended})
-    if task.status is TaskStatus.RUNNING and task.attempt >= max_attempts:
-        error = (
-            f"lost with replica {holder} during attempt {task.attempt}; "
-            f"all {max_attempts} attempts used"
-        )
+    if task.status is not TaskStatus.RUNNING:
+        return Takeover(task, TaskStatus.PENDING, {"owner": None})
+    lost = f"lost with replica {holder} during attempt {task.attempt}"
+    if task.attempt >= task.max_attempts:
+        error = f"{lost}; all {task.max_attempts} attempts used"
         return Takeover(task, TaskStatus.FAILED, {"error": error, **ended})
-    return Takeover(task, TaskStatus.PENDING, {"owner": replica_id})
+    if not policy.retries("lost", task.attempt, task.max_attempts):
+        return Takeover(task, TaskStatus.FAILED, {"error": f"{lost}; not retried", **ended})
+    retry_at = utcnow() + timedelta(seconds=policy.backoff_s(task.attempt))
+    values = {"owner": None, "error": lost, "next_attempt_at": retry_at}
+    return Takeover(task, TaskStatus.PENDING, values)
 
 
 class Sweeper:
@@ -59,19 +65,12 @@ class Sweeper:
             await self._live.forget_replica(replica, self._runs.algorithm_names())
 
     async def _take_over_abandoned(self) -> None:
-        room = self._settings.max_pending - self._runs.waiting_count
-        plans = []
-        for task in await self._store.expired_tasks():
-            if task.owner == self._replica_id:
-                continue  # our own lease lapsed (database away); never adopt from ourselves
-            plan = plan_for(
-                task, replica_id=self._replica_id, max_attempts=self._settings.max_attempts
-            )
-            if plan.to_status is TaskStatus.PENDING:
-                if room <= 0:
-                    continue  # full here: another replica takes it
-                room -= 1
-            plans.append(plan)
+        plans = [
+            plan_for(task, replica_id=self._replica_id, policy=self._runs.policy_of(task.algorithm))
+            for task in await self._store.expired_tasks()
+            # our own lease lapsed (database away): never take over from ourselves
+            if task.owner != self._replica_id
+        ]
         if not plans:
             return
         applied = await self._store.take_over(plans=plans, replica=self._replica_id)
@@ -80,9 +79,9 @@ class Sweeper:
         for plan in applied:
             task = plan.task
             log.warning("task %s of replica %s: %s", task.task_id, task.owner, plan.to_status.value)
-            if plan.to_status is TaskStatus.PENDING:
-                self._runs.enqueue(task.task_id)
             self._updates.status_changed(task.task_id, plan.to_status, task.attempt)
+        if any(plan.to_status is TaskStatus.PENDING for plan in applied):
+            await self._runs.work_queued()  # back in the queue: any free replica takes it
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED

@@ -11,6 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.domain.heartbeats import is_stale
 from app.domain.models import TaskEvent, TaskPublic, TaskStatus, utcnow
 from app.observe.metrics import Metrics
+from app.service.algorithms import AlgorithmService
 from app.service.tasks import TaskService
 from app.store import dashboard as reads
 from app.store.cursors import decode_cursor
@@ -78,6 +79,7 @@ def attempts_of(events: list[TaskEvent]) -> list[Attempt]:
 @dataclass
 class Dashboard:
     service: TaskService
+    algorithm_service: AlgorithmService
     _overview: Overview | None = None
 
     @property
@@ -186,13 +188,8 @@ class Dashboard:
         return list(views.values())
 
     async def algorithms(self) -> list[dict[str, Any]]:
-        """The API's algorithm figures, with the tasks waiting for each over the cluster."""
-        overview = await self.overview()
-        items = await self.service.algorithms()
-        for item in items:
-            pending = overview.counts.get(item["name"], {}).get(TaskStatus.PENDING, 0)
-            item.setdefault("waiting", pending)
-        return items
+        """Each algorithm's policy in force, with `running` and `waiting` over the cluster."""
+        return await self.algorithm_service.list()
 
     async def refresh_gauges(self, metrics: Metrics) -> None:
         """Sets the gauges /metrics shows to what this replica holds now."""
@@ -201,22 +198,19 @@ class Dashboard:
             metrics.tasks_running.labels(algorithm).set(count)
         db = self.service.store.db
         try:
-            waiting: dict[str, int] | None = await db.read(
-                lambda conn: reads.pending_here(conn, owner=runner.replica_id)
-            )
             lease_until = await db.read(lambda conn: reads.lease_of(conn, runner.replica_id))
+            figures: dict[str, tuple[int, int]] | None = await self.service.store.queue_figures()
         except (SQLAlchemyError, OSError):
-            waiting = lease_until = None  # the database is away: the last figures stand
+            lease_until = figures = None  # the database is away: the last figures stand
         if lease_until is not None:
             # renewed at (end of lease - its length): the row says when, on any replica
             left_s = (lease_until - utcnow()).total_seconds()
             metrics.lease_age.set(max(0.0, self.service.settings.lease_duration_s - left_s))
-        for item in await self.service.algorithms():
-            name = item["name"]
-            if waiting is not None:
-                metrics.tasks_waiting.labels(name).set(waiting.get(name, 0))
-            metrics.algorithm_paused.labels(name).set(1 if item.get("paused") else 0)
-        live = await self.service.live.progress_and_heartbeats(list(runner.running_progress()))
         now = utcnow()
+        for name, policy in runner.policies.current.items():
+            if figures is not None:
+                metrics.tasks_waiting.labels(name).set(figures.get(name, (0, 0))[1])
+            metrics.algorithm_paused.labels(name).set(1 if policy.paused_at(now) else 0)
+        live = await self.service.live.progress_and_heartbeats(list(runner.running_progress()))
         ages = [(now - beat).total_seconds() for _, beat in live.values() if beat is not None]
         metrics.heartbeat_age_max.set(max(ages, default=0.0))

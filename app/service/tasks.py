@@ -11,6 +11,7 @@ from app.algorithms.registry import Registry
 from app.core.config import Settings
 from app.domain.errors import Conflict, InvalidRequest, NotFound, StoreUnavailable
 from app.domain.models import (
+    AttemptPublic,
     StoredTask,
     TaskCreate,
     TaskPage,
@@ -37,30 +38,54 @@ class TaskService:
     updates: UpdateHub
 
     async def create(self, request: TaskCreate, *, api_key_id: str | None = None) -> TaskPublic:
-        """Stores the task (committed before this returns) and hands it to the runner;
+        """Stores the task (committed before this returns); its run starts at once when
+        this replica has a free slot and its algorithm room, else it waits in the queue.
         `api_key_id` is the key that creates (and owns) it."""
         self.registry.validate(request.algorithm, request.input)
-        timeout_s = request.timeout_s or self.settings.task_timeout_s
-        if timeout_s > self.settings.max_timeout_s:
-            raise InvalidRequest(f"timeout_s must be at most {self.settings.max_timeout_s}")
-        self.runner.check_capacity()
+        policy = self.runner.policies.policy(request.algorithm)
+        timeout_s = request.timeout_s or policy.timeout_s
+        if timeout_s > policy.max_timeout_s:
+            raise InvalidRequest(f"timeout_s must be at most {policy.max_timeout_s}")
+        self.runner.admission.check_capacity(request.algorithm)
         task = StoredTask(
             task_id=new_task_id(),
             algorithm=request.algorithm,
             status=TaskStatus.PENDING,
             input=request.input,
             timeout_s=timeout_s,
+            max_attempts=policy.max_attempts,
+            priority=policy.priority if request.priority is None else request.priority,
             created_at=utcnow(),
-            owner=self.runner.replica_id,
             api_key_id=api_key_id,
         )
+        reserved = self.runner.reserve_slot()
+        start_for = self.runner.replica_id if reserved else None
+        configured = self.runner.policies.configured.get(request.algorithm)
         try:
-            await self.store.insert_task(task=task)
+            task = await self.store.insert_task(task=task, start_for=start_for, policy=configured)
         except (SQLAlchemyError, OSError) as exc:
+            if reserved:
+                self.runner.release_slot()
             raise StoreUnavailable(f"the database could not store the task: {exc}") from exc
         self.runner.metrics.task_created(task.algorithm)
-        self.runner.enqueue(task.task_id)
+        self.runner.admission.created(task, reserved=reserved)
         return TaskPublic.model_validate(task, from_attributes=True)
+
+    async def attempts(self, task_id: str, *, visible_to: str | None = None) -> list[AttemptPublic]:
+        """Every run of the task: the ended ones, then the one under way."""
+        task = await self._load(task_id, visible_to)
+        ended = await self.store.attempts(task_id=task_id)
+        if task.status is TaskStatus.RUNNING and all(a.attempt != task.attempt for a in ended):
+            current = AttemptPublic(
+                attempt=task.attempt,
+                status=TaskStatus.RUNNING.value,
+                error=None,
+                replica=task.owner,
+                started_at=task.started_at,
+                finished_at=None,
+            )
+            ended.append(current)
+        return ended
 
     async def _load(self, task_id: str, visible_to: str | None = None) -> StoredTask:
         """The task; NotFound when there is none, or when `visible_to` (a client key) names
@@ -81,8 +106,11 @@ class TaskService:
         running = [task.task_id for task in tasks if task.status is TaskStatus.RUNNING]
         live = await self.live.progress_and_heartbeats(running)
         shown = []
+        now = utcnow()
         for task in tasks:
             public = TaskPublic.model_validate(task, from_attributes=True)
+            if task.status is TaskStatus.PENDING:
+                public.paused = self.runner.policies.policy(task.algorithm).paused_at(now)
             if task.task_id in live:
                 progress, public.heartbeat_at = live[task.task_id]
                 local = self.runner.local_progress(task.task_id)
@@ -158,14 +186,6 @@ class TaskService:
         task = await self.get(task_id)
         return task if task.status.finished else None
 
-    async def algorithms(self) -> list[dict[str, Any]]:
-        names = self.registry.names()
-        active = await self.live.active_counts(names)
-        return [
-            {"name": name, "active": active.get(name, 0), "max_active": self.settings.max_active}
-            for name in names
-        ]
-
     async def stats(self, *, visible_to: str | None = None) -> dict[str, Any]:
         active = await self.live.active_counts(self.registry.names())
         totals = await self.store.count_by_status(api_key_id=visible_to)
@@ -175,7 +195,7 @@ class TaskService:
             "replica": {
                 "id": self.runner.replica_id,
                 "running": self.runner.running_count,
-                "waiting": self.runner.waiting_count,
+                "waiting": self.runner.admission.waiting(),
             },
             "event_loop_lag_ms": self.runner.loop_lag.summary(),
         }

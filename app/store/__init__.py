@@ -8,10 +8,11 @@ start, run finish) share one group commit and task lookups another: what arrives
 transaction, and each caller still waits for its own result.
 
 The SQL lives by concern: `events` (the transition log), `reads` and `cursors`, `runs`
-(the hot writes, cancels, progress), `leases` (renewal, takeover, hand-back).
+(the hot writes, cancels, progress), `leases` (renewal, takeover, hand-back), `policies`
+(algorithm policies, cluster-wide room, attempts) and `claims` (the one queue).
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -19,9 +20,10 @@ from sqlalchemy import Connection
 
 from app.core.batching import GroupCommit
 from app.core.db import Database
-from app.domain.models import FINISHED, StoredTask, TaskEvent, TaskStatus
+from app.domain.models import FINISHED, AttemptPublic, StoredTask, TaskEvent, TaskStatus
 from app.domain.outcome import Outcome
-from app.store import events, leases, reads, runs
+from app.domain.policy import Policy
+from app.store import claims, events, leases, policies, reads, runs
 from app.store.cancels import Cancel, CancelAnswer
 from app.store.cursors import decode_cursor
 from app.store.leases import Renewal, Takeover, lease_deadline
@@ -53,9 +55,14 @@ class TaskStore:
 
     # ----- create and read -------------------------------------------------------------
 
-    async def insert_task(self, *, task: StoredTask) -> None:
-        """Stores a new task; returns once the transaction holding it has committed."""
-        await self._writes.submit(task)
+    async def insert_task(
+        self, *, task: StoredTask, start_for: str | None = None, policy: Policy | None = None
+    ) -> StoredTask:
+        """Stores a new task; returns it as committed. With `start_for` (and the configured
+        `policy` of its algorithm), it is stored already running for that replica when the
+        algorithm has room over the cluster, else waiting in the queue."""
+        stored: StoredTask = await self._writes.submit(runs.Create(task, start_for, policy))
+        return stored
 
     async def get_task(self, *, task_id: str) -> StoredTask | None:
         """The task as committed when the call was made. Lookups made meanwhile share one
@@ -97,19 +104,54 @@ class TaskStore:
 
     # ----- a run -----------------------------------------------------------------------
 
-    async def start_run(self, *, task_id: str, owner: str) -> StoredTask | None:
-        """pending -> running for the owner's next attempt, or pending -> cancelled when its
-        cancel was asked (returned so, for the caller to announce); None when the task is
-        not the owner's to start (finished, adopted elsewhere)."""
-        started: StoredTask | None = await self._writes.submit(runs.Start(task_id, owner))
-        return started
+    async def claim(self, *, owner: str, base: Mapping[str, Policy], slots: int) -> claims.Claim:
+        """Up to `slots` due tasks moved to running for `owner` within each algorithm's
+        cluster-wide limit (and the waiting ones whose cancel was asked, ended)."""
+        return await self.db.write(
+            lambda conn: claims.claim(conn, owner=owner, base=base, slots=slots)
+        )
 
-    async def finish_run(self, *, task_id: str, owner: str, attempt: int, outcome: Outcome) -> bool:
-        """running -> finished, only for the run's own attempt and owner (fencing)."""
+    async def finish_run(
+        self,
+        *,
+        task_id: str,
+        owner: str,
+        attempt: int,
+        outcome: Outcome,
+        retry_at: datetime | None = None,
+    ) -> bool:
+        """running -> finished (or, with `retry_at`, back to the queue for another attempt),
+        only for the run's own attempt and owner (fencing)."""
         if outcome.status not in FINISHED:
             raise ValueError(f"{outcome.status} is not a finished status")
-        won: bool = await self._writes.submit(runs.Finish(task_id, owner, attempt, outcome))
+        finish = runs.Finish(task_id, owner, attempt, outcome, retry_at)
+        won: bool = await self._writes.submit(finish)
         return won
+
+    async def attempts(self, *, task_id: str) -> list[AttemptPublic]:
+        """Every ended run of the task, first first."""
+        return await self.db.read(lambda conn: policies.attempts_of(conn, task_id))
+
+    # ----- policies --------------------------------------------------------------------
+
+    async def ensure_policies(self, *, names: Sequence[str]) -> None:
+        await self.db.write(lambda conn: policies.ensure_rows(conn, names))
+
+    async def policy_fields(self) -> dict[str, dict[str, Any]]:
+        """algorithm -> the policy fields changed through the API."""
+        return await self.db.read(policies.stored_fields)
+
+    async def change_policy(self, *, name: str, changes: dict[str, Any]) -> dict[str, Any]:
+        return await self.db.write(
+            lambda conn: policies.change_fields(conn, name=name, changes=changes)
+        )
+
+    async def queue_figures(self) -> dict[str, tuple[int, int]]:
+        """algorithm -> (running, waiting) over the cluster."""
+        return await self.db.read(policies.waiting_counts)
+
+    async def next_due_at(self, *, names: Sequence[str]) -> datetime | None:
+        return await self.db.read(lambda conn: policies.next_due_at(conn, names))
 
     async def cancel(
         self, *, task_id: str, replica: str, api_key_id: str | None = None

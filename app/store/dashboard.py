@@ -90,16 +90,6 @@ def finished_per_minute(conn: Connection, *, since: datetime) -> list[tuple[str,
     return found
 
 
-def pending_here(conn: Connection, *, owner: str) -> dict[str, int]:
-    """algorithm -> pending tasks the replica holds (queued on it for a run slot)."""
-    query = (
-        select(tasks.c.algorithm, func.count())
-        .where(tasks.c.owner == owner, tasks.c.status == TaskStatus.PENDING.value)
-        .group_by(tasks.c.algorithm)
-    )
-    return {algorithm: int(count) for algorithm, count in conn.execute(query).all()}
-
-
 def running_by_owner(conn: Connection) -> dict[str, int]:
     """replica -> its running tasks, as the database says."""
     query = (

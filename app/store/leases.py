@@ -6,10 +6,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, exists, insert, or_, select, update
+from sqlalchemy import Connection, and_, delete, exists, insert, select, update
 
 from app.domain.models import StoredTask, TaskStatus, utcnow
 from app.store.events import apply_transition, log_transitions
+from app.store.policies import log_attempts
 from app.store.runs import cancel_asked_pending
 from app.store.tables import UNFINISHED_VALUES, replicas, task_from_row, tasks
 
@@ -113,14 +114,15 @@ def join(conn: Connection, *, replica_id: str, lease_until: datetime) -> None:
 
 
 def expired_tasks(conn: Connection, *, limit: int) -> list[StoredTask]:
-    """Unfinished tasks that nobody holds: handed back, or owned by a replica whose lease
-    lapsed (or that has no lease at all)."""
+    """Unfinished tasks owned by a replica whose lease lapsed (or that has no lease at all);
+    a task with no owner waits in the queue, for whoever claims it."""
     live_replicas = select(replicas.c.replica_id).where(~_lapsed())
     query = (
         select(tasks)
         .where(
             tasks.c.status.in_(UNFINISHED_VALUES),
-            or_(tasks.c.owner.is_(None), tasks.c.owner.not_in(live_replicas)),
+            tasks.c.owner.is_not(None),
+            tasks.c.owner.not_in(live_replicas),
         )
         .order_by(tasks.c.created_at)
         .limit(limit)
@@ -178,14 +180,29 @@ def take_over(conn: Connection, *, plans: Sequence[Takeover], replica: str) -> l
             replica=replica,
         ):
             applied.append(plan)
+    log_attempts(
+        conn,
+        [
+            (
+                p.task.task_id,
+                p.task.attempt,
+                "lost",
+                p.values.get("error"),
+                p.task.owner,
+                p.task.started_at,
+            )
+            for p in applied
+            if p.task.status is TaskStatus.RUNNING
+        ],
+    )
     if lapsed:
         conn.execute(delete(replicas).where(replicas.c.replica_id.in_(lapsed), ~_owns_unfinished()))
     return applied
 
 
 def release_all(conn: Connection, *, owner: str) -> int:
-    """Hands the owner's unfinished tasks back (pending, no holder) for anyone to take now,
-    and gives up the owner's lease."""
+    """Hands the owner's unfinished tasks back to the queue (pending, no holder) for any
+    replica to claim now, and gives up the owner's lease."""
     mine = and_(tasks.c.owner == owner, tasks.c.status.in_(UNFINISHED_VALUES))
     held = conn.execute(select(tasks.c.task_id, tasks.c.status, tasks.c.attempt).where(mine)).all()
     conn.execute(update(tasks).where(mine).values(status=TaskStatus.PENDING.value, owner=None))

@@ -1,24 +1,32 @@
-"""A run's writes: create, start, finish and cancel (the hot writes, applied in batches),
-and progress. Every state change is a conditional update, so racing writers cannot both win
-and a replica that lost a task can never overwrite its new owner."""
+"""A run's writes: create (which may start the run at once), cancel and finish (the hot
+writes, applied in batches), and progress. Every state change is a conditional update,
+so racing writers cannot both win and a replica that lost a task can never overwrite its
+new owner."""
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, insert, select, update
 
 from app.domain.models import StoredTask, TaskStatus, utcnow
 from app.domain.outcome import Outcome
+from app.domain.policy import Policy
 from app.store.cancels import Cancel, cancel_batch
-from app.store.events import log_transitions
+from app.store.events import Transition, log_transitions
+from app.store.policies import lock_policies, log_attempts, room_for
 from app.store.tables import UNFINISHED_VALUES, task_from_row, tasks
 
 
 @dataclass(frozen=True, slots=True)
-class Start:
-    task_id: str
-    owner: str
+class Create:
+    """A new task; with `start_for`, its run starts at once for that replica when its
+    algorithm has room over the cluster (the row is then inserted running)."""
+
+    task: StoredTask
+    start_for: str | None = None
+    policy: Policy | None = None  # the configured policy (the row's fields go over it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,23 +35,62 @@ class Finish:
     owner: str
     attempt: int
     outcome: Outcome
+    retry_at: datetime | None = None  # set: back to the queue, due then, for another attempt
 
 
 # The hot writes, in the order a batch applies them.
-HotWrite = StoredTask | Cancel | Start | Finish
+HotWrite = Create | Cancel | Finish
 
 
-def insert_batch(conn: Connection, new_tasks: Sequence[StoredTask]) -> list[None]:
-    conn.execute(insert(tasks), [task.model_dump() for task in new_tasks])
-    log_transitions(
-        conn,
-        [(task.task_id, None, task.status, task.owner, task.attempt) for task in new_tasks],
-        [task.api_key_id for task in new_tasks],
-    )
-    return [None] * len(new_tasks)
+def _started_at_once(conn: Connection, creates: Sequence[Create]) -> set[int]:
+    """Indexes of the creates whose run starts now, within each algorithm's room."""
+    wanted = [(i, c) for i, c in enumerate(creates) if c.start_for and c.policy]
+    if not wanted:
+        return set()
+    base = {c.task.algorithm: c.policy for _, c in wanted if c.policy is not None}
+    now = utcnow()
+    room = {name: room_for(conn, policy, now) for name, policy in lock_policies(conn, base).items()}
+    chosen = set()
+    for i, create in wanted:
+        if room[create.task.algorithm] > 0:
+            room[create.task.algorithm] -= 1
+            chosen.add(i)
+    return chosen
 
 
-def cancel_asked_pending(conn: Connection, where: Any, *, replica: str) -> list[StoredTask]:
+def insert_batch(conn: Connection, creates: Sequence[Create]) -> list[StoredTask]:
+    """Inserts the tasks, pending in the queue or already running (one write saved);
+    returns each task as stored."""
+    now = utcnow()
+    at_once = _started_at_once(conn, creates)
+    stored = []
+    for i, create in enumerate(creates):
+        task = create.task
+        if i in at_once:
+            task = task.model_copy(
+                update={
+                    "status": TaskStatus.RUNNING,
+                    "owner": create.start_for,
+                    "attempt": 1,
+                    "started_at": now,
+                }
+            )
+        stored.append(task)
+    conn.execute(insert(tasks), [task.model_dump() for task in stored])
+    transitions: list[Transition] = [
+        (c.task.task_id, None, c.task.status, c.task.owner, c.task.attempt) for c in creates
+    ]
+    keys = [c.task.api_key_id for c in creates]
+    transitions += [
+        (stored[i].task_id, TaskStatus.PENDING, TaskStatus.RUNNING, stored[i].owner, 1)
+        for i in sorted(at_once)
+    ]
+    keys += [None] * len(at_once)
+    log_transitions(conn, transitions, keys)
+    return stored
+
+
+def cancel_asked_pending(conn: Connection, where: Any, *, replica: str | None) -> list[StoredTask]:
     """pending -> cancelled for the tasks matching `where` whose cancel was asked: a cancel
     that reached a task between its holders is honoured by whoever holds it next."""
     statement = (
@@ -68,54 +115,16 @@ def cancel_asked_pending(conn: Connection, where: Any, *, replica: str) -> list[
     return cancelled
 
 
-def start_batch(conn: Connection, starts: Sequence[Start]) -> list[StoredTask | None]:
-    """pending -> running for each owner's next attempt, or pending -> cancelled when its
-    cancel was asked; None for a task that is not the owner's to start."""
-    started: dict[str, StoredTask] = {}
-    now = utcnow()
-    for owner in {start.owner for start in starts}:
-        ids = [start.task_id for start in starts if start.owner == owner]
-        owned = and_(tasks.c.task_id.in_(ids), tasks.c.owner == owner)
-        for task in cancel_asked_pending(conn, owned, replica=owner):
-            started[task.task_id] = task
-        statement = (
-            update(tasks)
-            .where(
-                owned,
-                tasks.c.status == TaskStatus.PENDING.value,
-                tasks.c.cancel_requested.is_(False),
-            )
-            .values(
-                status=TaskStatus.RUNNING.value,
-                attempt=tasks.c.attempt + 1,
-                progress=0,
-                poll_failures=0,
-                started_at=now,
-            )
-            .returning(*tasks.c)
-        )
-        for row in conn.execute(statement).mappings():
-            started[row["task_id"]] = task_from_row(row)
-    log_transitions(
-        conn,
-        [
-            (task.task_id, TaskStatus.PENDING, TaskStatus.RUNNING, task.owner, task.attempt)
-            for task in started.values()
-            if task.status is TaskStatus.RUNNING
-        ],
-    )
-    # A task asked twice in one batch starts once.
-    return [started.pop(start.task_id, None) for start in starts]
-
-
+# The run still holds its task: fencing on owner and attempt.
+_HELD_BY_THE_RUN = and_(
+    tasks.c.task_id == bindparam("b_task_id"),
+    tasks.c.status == TaskStatus.RUNNING.value,
+    tasks.c.owner == bindparam("b_owner"),
+    tasks.c.attempt == bindparam("b_attempt"),
+)
 _FINISH = (
     update(tasks)
-    .where(
-        tasks.c.task_id == bindparam("b_task_id"),
-        tasks.c.status == TaskStatus.RUNNING.value,
-        tasks.c.owner == bindparam("b_owner"),
-        tasks.c.attempt == bindparam("b_attempt"),
-    )
+    .where(_HELD_BY_THE_RUN)
     .values(
         status=bindparam("b_status"),
         progress=bindparam("b_progress"),
@@ -127,13 +136,47 @@ _FINISH = (
 )
 
 
+_RETRY = (
+    update(tasks)
+    .where(_HELD_BY_THE_RUN)
+    .values(
+        status=TaskStatus.PENDING.value,
+        owner=None,
+        progress=0,
+        error=bindparam("b_error"),
+        next_attempt_at=bindparam("b_retry_at", type_=tasks.c.next_attempt_at.type),
+    )
+)
+
+
+def _params(finish: Finish, now: datetime) -> dict[str, Any]:
+    return {
+        "b_task_id": finish.task_id,
+        "b_owner": finish.owner,
+        "b_attempt": finish.attempt,
+        "b_status": finish.outcome.status.value,
+        "b_progress": finish.outcome.progress,
+        "b_result": finish.outcome.result,
+        "b_error": finish.outcome.error,
+        "b_poll_failures": finish.outcome.poll_failures,
+        "b_finished_at": now,
+        "b_retry_at": finish.retry_at,
+    }
+
+
 def finish_batch(conn: Connection, finishes: Sequence[Finish]) -> list[bool]:
     """Reads the rows under lock (FOR UPDATE; on SQLite the writer's BEGIN IMMEDIATE), keeps
     the finishes whose run still holds its task (fencing on owner and attempt), and writes
     those in one executemany."""
     query = (
         select(
-            tasks.c.task_id, tasks.c.status, tasks.c.owner, tasks.c.attempt, tasks.c.cancel_key_id
+            tasks.c.task_id,
+            tasks.c.status,
+            tasks.c.owner,
+            tasks.c.attempt,
+            tasks.c.started_at,
+            tasks.c.cancel_requested,
+            tasks.c.cancel_key_id,
         )
         .where(tasks.c.task_id.in_([finish.task_id for finish in finishes]))
         .order_by(tasks.c.task_id)  # every multi-row writer locks in task_id order
@@ -150,34 +193,38 @@ def finish_batch(conn: Connection, finishes: Sequence[Finish]) -> list[bool]:
             and (row.owner, row.attempt) == (finish.owner, finish.attempt)
         ):
             winners[finish.task_id] = finish
-    if winners:
-        now = utcnow()
-        conn.execute(
-            _FINISH,
-            [
-                {
-                    "b_task_id": finish.task_id,
-                    "b_owner": finish.owner,
-                    "b_attempt": finish.attempt,
-                    "b_status": finish.outcome.status.value,
-                    "b_progress": finish.outcome.progress,
-                    "b_result": finish.outcome.result,
-                    "b_error": finish.outcome.error,
-                    "b_poll_failures": finish.outcome.poll_failures,
-                    "b_finished_at": now,
-                }
-                for finish in winners.values()
-            ],
-        )
-        log_transitions(
-            conn,
-            [
-                (f.task_id, TaskStatus.RUNNING, f.outcome.status, f.owner, f.attempt)
-                for f in winners.values()
-            ],
-            [_cancel_key(holders[f.task_id], f) for f in winners.values()],
-        )
+    now = utcnow()
+    written = [_honouring_a_cancel(finish, holders[finish.task_id]) for finish in winners.values()]
+    finals = [f for f in written if f.retry_at is None]
+    retries = [f for f in written if f.retry_at is not None]
+    if finals:
+        conn.execute(_FINISH, [_params(finish, now) for finish in finals])
+    if retries:
+        conn.execute(_RETRY, [_params(finish, now) for finish in retries])
+    log_transitions(
+        conn,
+        [(f.task_id, TaskStatus.RUNNING, f.outcome.status, f.owner, f.attempt) for f in finals]
+        + [
+            (f.task_id, TaskStatus.RUNNING, TaskStatus.PENDING, f.owner, f.attempt) for f in retries
+        ],
+        [_cancel_key(holders[f.task_id], f) for f in finals] + [None] * len(retries),
+    )
+    log_attempts(
+        conn,
+        [
+            (f.task_id, f.attempt, f.outcome.status.value, f.outcome.error, f.owner, row.started_at)
+            for f, row in ((f, holders[f.task_id]) for f in written)
+        ],
+    )
     return [winners.get(finish.task_id) is finish for finish in finishes]
+
+
+def _honouring_a_cancel(finish: Finish, row: Any) -> Finish:
+    """A retry of a task whose cancel was asked meanwhile ends it cancelled instead."""
+    if finish.retry_at is None or not row.cancel_requested:
+        return finish
+    cancelled = Outcome(TaskStatus.CANCELLED, finish.outcome.progress, error="cancelled")
+    return Finish(finish.task_id, finish.owner, finish.attempt, cancelled)
 
 
 def _cancel_key(row: Any, finish: Finish) -> str | None:
@@ -186,17 +233,16 @@ def _cancel_key(row: Any, finish: Finish) -> str | None:
 
 
 _APPLIERS: tuple[tuple[type, Callable[[Connection, Any], list[Any]]], ...] = (
-    (StoredTask, insert_batch),
+    (Create, insert_batch),
     (Cancel, cancel_batch),
-    (Start, start_batch),
     (Finish, finish_batch),
 )
 
 
 def write_batch(conn: Connection, writes: Sequence[HotWrite]) -> list[Any]:
-    """Creates, cancels, run starts and run finishes that arrived together, in one
-    transaction (a task starts only after its create committed, so never in the batch that
-    makes it; a start after a cancel of the same batch finds it cancelled)."""
+    """Creates, cancels and run finishes that arrived together, in one transaction (the
+    finishes after the creates, so that a run finished here frees its slot after the
+    creates' count: never over the limit)."""
     results: dict[int, Any] = {}
     for kind, apply in _APPLIERS:
         indexes = [i for i, write in enumerate(writes) if isinstance(write, kind)]
@@ -207,14 +253,19 @@ def write_batch(conn: Connection, writes: Sequence[HotWrite]) -> list[Any]:
 
 
 def request_cancel(conn: Connection, *, task_id: str, api_key_id: str | None = None) -> bool:
-    """Records a cancel (and the key asking) so whoever runs the task honours it; False if
-    already finished."""
+    """Records a cancel (and the key asking) so whoever runs the task honours it (a task
+    waiting in the queue ends cancelled here); False if already finished."""
     statement = (
         update(tasks)
         .where(tasks.c.task_id == task_id, tasks.c.status.in_(UNFINISHED_VALUES))
         .values(cancel_requested=True, cancel_key_id=api_key_id)
     )
-    return bool(conn.execute(statement).rowcount == 1)
+    if conn.execute(statement).rowcount != 1:
+        return False
+    cancel_asked_pending(
+        conn, and_(tasks.c.task_id == task_id, tasks.c.owner.is_(None)), replica=None
+    )
+    return True
 
 
 _SAVE_PROGRESS = (

@@ -2,11 +2,21 @@
 
 from sqlalchemy.engine import RowMapping
 
-from app.domain.models import UNFINISHED, Replica, StoredTask, Task, TaskEvent
+from app.domain.models import (
+    UNFINISHED,
+    AlgorithmPolicy,
+    Replica,
+    StoredTask,
+    Task,
+    TaskAttempt,
+    TaskEvent,
+)
 
 tasks = Task.__table__  # type: ignore[attr-defined]
 task_events = TaskEvent.__table__  # type: ignore[attr-defined]
 replicas = Replica.__table__  # type: ignore[attr-defined]
+policies = AlgorithmPolicy.__table__  # type: ignore[attr-defined]
+attempts = TaskAttempt.__table__  # type: ignore[attr-defined]
 UNFINISHED_VALUES = [status.value for status in UNFINISHED]
 
 

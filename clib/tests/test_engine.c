@@ -134,6 +134,21 @@ static void test_fail_at_step(void) {
     CHECK_OK(tb_free(h, err, sizeof err));
 }
 
+static void test_fail_attempts(void) {
+    char text[80];
+    tb_handle h = submit("{\"duration_ms\": 20, \"fail_attempts\": 2, \"attempt\": 2}");
+    tb_status st = wait_finished(h, 3000, text, sizeof text);
+    CHECK(st.state == TB_FAILED);
+    CHECK(strcmp(text, "injected failure on attempt 2 (fail_attempts 2)") == 0);
+    CHECK_OK(tb_free(h, err, sizeof err));
+
+    h = submit("{\"duration_ms\": 20, \"fail_attempts\": 2, \"attempt\": 3}");
+    st = wait_finished(h, 3000, text, sizeof text);
+    CHECK(st.state == TB_SUCCEEDED);
+    CHECK_OK(tb_free(h, err, sizeof err));
+    CHECK(tb_validate("{\"attempt\": 0}", 14, err, sizeof err) == TB_EINVAL);
+}
+
 static void test_poll_errors(void) {
     tb_status st;
     tb_handle h = submit("{\"duration_ms\": 0, \"poll_errors\": 3}");
@@ -309,6 +324,7 @@ const test_case ENGINE_TESTS[] = {
     {"cancel_frees_workers_fast", test_cancel_frees_workers_fast},
     {"cancel_finished_is_noop", test_cancel_finished_is_noop},
     {"fail_at_step", test_fail_at_step},
+    {"fail_attempts", test_fail_attempts},
     {"poll_errors", test_poll_errors},
     {"hang_and_cancel", test_hang_and_cancel},
     {"spin_and_queueing", test_spin_and_queueing},

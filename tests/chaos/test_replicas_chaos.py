@@ -161,12 +161,16 @@ async def test_sigterm_drains_and_hands_tasks_over(
         leaving_id,
     )
     assert handed_back, "the draining replica handed no running task back"
+    # Handed back to the queue, each is claimed (pending -> running) by another replica.
     adopted = await sql.fetch(
-        "SELECT min(at) AS at FROM task_events WHERE to_status = 'pending' "
-        "AND from_status = 'pending' AND replica <> $1 GROUP BY task_id",
+        "SELECT min(at) AS at FROM task_events WHERE from_status = 'pending' "
+        "AND to_status = 'running' AND replica <> $1 AND task_id = ANY($2::text[]) "
+        "AND at >= $3 GROUP BY task_id",
         leaving_id,
+        [row["task_id"] for row in handed_back],
+        min(row["at"] for row in handed_back),
     )
-    assert adopted
+    assert len(adopted) == len(handed_back)
     slowest = max(row["at"].timestamp() for row in adopted) - stopped_at
     assert slowest < 5.0, f"handed-back tasks waited {slowest:.1f} s"
     failed = await sql.fetchval("SELECT count(*) FROM tasks WHERE status = 'failed'")

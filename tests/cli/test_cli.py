@@ -156,3 +156,25 @@ def test_unreachable_server_and_redis_exit_3(serve_env: dict[str, str]) -> None:
     unset = taskbeat({**env, "TASKBEAT_REDIS_URL": ""}, "heartbeats")
     assert unset.returncode == 3
     assert "TASKBEAT_REDIS_URL" in unset.stderr
+
+
+def test_algorithms_list_show_set_pause_resume(served: dict[str, str]) -> None:
+    (hello,) = parsed(taskbeat(served, "algorithms", "list", "--json"))["items"]
+    assert (hello["name"], hello["running"], hello["waiting"]) == ("hello", 0, 0)
+    changed = parsed(
+        taskbeat(
+            served, "algorithms", "set", "hello", "max_active=2", 'retry_on=["lost"]', "--json"
+        )
+    )
+    assert (changed["max_active"], changed["retry_on"]) == (2, ["lost"])
+    assert parsed(taskbeat(served, "algorithms", "show", "hello", "--json"))["max_active"] == 2
+    paused = parsed(taskbeat(served, "algorithms", "pause", "hello", "--for", "60", "--json"))
+    assert paused["paused"] is True
+    assert paused["paused_until"]
+    assert parsed(taskbeat(served, "algorithms", "resume", "hello", "--json"))["paused"] is False
+    bad = taskbeat(served, "algorithms", "set", "hello", "max_active=0")
+    assert bad.returncode == 1
+    assert "max_active" in bad.stderr
+    human = taskbeat(served, "algorithms", "list")
+    assert "MAX_ACTIVE" in human.stdout
+    assert "hello" in human.stdout

@@ -54,15 +54,59 @@ def test_env_example_is_itself_a_valid_configuration(monkeypatch: pytest.MonkeyP
 def test_bad_settings_stop_the_service_with_a_clear_message(
     env: dict[str, str], mentions: str, tmp_path: Path
 ) -> None:
+    assert_start_refused(env, mentions, tmp_path)
+
+
+def assert_start_refused(env: dict[str, str], mentions: str, cwd: Path) -> None:
+    """`taskbeat serve` exits at once with a message (no traceback) that says `mentions`."""
     result = subprocess.run(
         [sys.executable, "-m", "app.cli", "serve"],
         env={"PATH": "/usr/bin:/bin", **env},
-        cwd=tmp_path,
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert result.returncode != 0
     assert "bad configuration" in result.stderr
-    assert mentions in result.stderr
+    assert mentions in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+GOOD_TOML = """\
+poll_interval_s = 0.5
+
+[algorithms.hello]
+max_active = 3
+retry_on = ["lost"]
+"""
+
+
+def test_the_config_file_sets_settings_and_policies_below_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "taskbeat.toml"
+    config.write_text(GOOD_TOML)
+    monkeypatch.setenv("TASKBEAT_CONFIG_FILE", str(config))
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.poll_interval_s == 0.5
+    hello = settings.policy_of("hello")
+    assert (hello.max_active, hello.retry_on, hello.poll_interval_s) == (3, ("lost",), 0.5)
+    monkeypatch.setenv("TASKBEAT_POLL_INTERVAL_S", "2")  # the environment wins over the file
+    assert Settings(_env_file=None).poll_interval_s == 2.0  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    ("text", "mentions"),
+    [
+        ("[algorithms.hello]\nmax_active = 3\npriority = = 1\n", "line 3"),
+        ("poll_interval_s = 1\nno_such_setting = 2\n", "line 2: unknown setting 'no_such_setting'"),
+        ("[algorithms.hello]\nmax_active = 3\n\n[algorithms.other]\npriority = 12\n", "line 5"),
+    ],
+)
+def test_a_broken_config_file_stops_the_start_naming_the_line(
+    text: str, mentions: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "taskbeat.toml"
+    config.write_text(text)
+    assert_start_refused({"TASKBEAT_CONFIG_FILE": str(config)}, mentions, tmp_path)

@@ -10,7 +10,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, inspect, text
 from sqlmodel import SQLModel
 
 from app.core.db import driver_url
@@ -70,7 +70,7 @@ def test_the_lease_migration_keeps_unfinished_tasks_held(empty_database_url: str
                         "lease": stored_lease,
                     },
                 )
-        command.upgrade(config, "head")
+        command.upgrade(config, "0003")
         with engine.connect() as conn:
             leases = conn.execute(text("SELECT replica_id, lease_expires_at FROM replicas")).all()
             owners = conn.execute(text("SELECT task_id, owner FROM tasks ORDER BY task_id")).all()
@@ -93,5 +93,41 @@ def test_the_lease_migration_keeps_unfinished_tasks_held(empty_database_url: str
             ("t-pending", True),
             ("t-running", True),
         ]
+    finally:
+        engine.dispose()
+
+
+def test_the_policy_migration_queues_waiting_tasks_and_goes_down_again(
+    empty_database_url: str,
+) -> None:
+    config = alembic_config(empty_database_url)
+    command.upgrade(config, "0003")
+    engine = create_engine(driver_url(empty_database_url))
+    insert = text(
+        "INSERT INTO tasks (task_id, algorithm, status, progress, attempt, poll_failures,"
+        " timeout_s, created_at, owner, cancel_requested)"
+        " VALUES (:id, 'hello', :status, 0, :attempt, 0, 60, :now, 'replica-a', false)"
+    )
+    now = utcnow().replace(tzinfo=None) if empty_database_url.startswith("sqlite") else utcnow()
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert, {"id": "t-pending", "status": "pending", "attempt": 0, "now": now})
+            conn.execute(insert, {"id": "t-running", "status": "running", "attempt": 1, "now": now})
+        command.upgrade(config, "head")
+        query = text("SELECT task_id, owner, max_attempts, priority FROM tasks ORDER BY task_id")
+        with engine.connect() as conn:
+            rows = conn.execute(query).all()
+        # the waiting task joins the one queue; the running one stays held, with its retries
+        assert [tuple(row) for row in rows] == [
+            ("t-pending", None, 3, 0),
+            ("t-running", "replica-a", 3, 0),
+        ]
+        command.downgrade(config, "0003")
+        with engine.connect() as conn:
+            tables = set(inspect(conn).get_table_names())
+            columns = {column["name"] for column in inspect(conn).get_columns("tasks")}
+        assert not {"algorithm_policies", "task_attempts"} & tables
+        assert not {"priority", "max_attempts", "next_attempt_at"} & columns
+        command.upgrade(config, "head")
     finally:
         engine.dispose()

@@ -55,7 +55,12 @@ async def test_counters_and_histograms_match_a_known_workload(
     assert total(found, "taskbeat_tasks_created_total", algorithm="hello") == 25
     assert total(found, "taskbeat_task_attempts_total", algorithm="hello", cause="new") == 25
     assert total(found, "taskbeat_task_wait_seconds_count", algorithm="hello") == 25
-    for status, count in (("succeeded", 20), ("failed", 3), ("cancelled", 2)):
+    # a failed task is retried (retry_on has "failed"): each of its runs is counted
+    failed_runs = sum(task["attempt"] for task in finals if task["status"] == "failed")
+    assert failed_runs > FAILED
+    retries = total(found, "taskbeat_task_attempts_total", algorithm="hello", cause="retry")
+    assert retries == failed_runs - FAILED
+    for status, count in (("succeeded", 20), ("failed", failed_runs), ("cancelled", 2)):
         runs = total(found, "taskbeat_task_run_seconds_count", algorithm="hello", status=status)
         assert runs == count, status
     # 60 s jobs cancelled at once: every cancelled run sits in the buckets under 60 s

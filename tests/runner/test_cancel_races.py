@@ -9,10 +9,12 @@ from helpers import eventually, holding_lock, wait_for
 from sqlalchemy import text
 
 from app.domain.models import TaskEvent, TaskStatus, utcnow
+from app.domain.policy import Policy
 from app.runner import sweeper as recovery
 from runner.test_recovery import DEAD, orphan, seen_by_a_sweeper
 
 pytestmark = pytest.mark.anyio
+HELLO = Policy(name="hello")
 
 
 def _finishes(events: list[TaskEvent]) -> list[str]:
@@ -26,11 +28,11 @@ async def test_a_cancel_after_the_sweeper_looked_is_honoured_by_the_next_sweep(
     seen = await seen_by_a_sweeper(client)
     task_id = seen.task_id
     assert await context.store.request_cancel(task_id=task_id)  # meanwhile, elsewhere
-    plan = recovery.plan_for(seen, replica_id="sweeper", max_attempts=3)
+    plan = recovery.plan_for(seen, replica_id="sweeper", policy=HELLO)
     assert plan.to_status is TaskStatus.PENDING  # planned from what it saw
     assert await context.store.take_over(plans=[plan], replica="sweeper") == []
     (again,) = [task for task in await context.store.expired_tasks() if task.task_id == task_id]
-    replan = recovery.plan_for(again, replica_id="sweeper", max_attempts=3)
+    replan = recovery.plan_for(again, replica_id="sweeper", policy=HELLO)
     applied = await context.store.take_over(plans=[replan], replica="sweeper")
     assert [p.to_status for p in applied] == [TaskStatus.CANCELLED]
 
@@ -43,11 +45,11 @@ async def test_a_cancel_after_the_takeover_committed_ends_the_task_at_its_start(
     task_id = seen.task_id
     lease_until = utcnow() + timedelta(seconds=30)
     await context.store.renew_lease(replica_id="sweeper", lease_until=lease_until)
-    plan = recovery.plan_for(seen, replica_id="sweeper", max_attempts=3)
+    plan = recovery.plan_for(seen, replica_id="sweeper", policy=HELLO)
     assert await context.store.take_over(plans=[plan], replica="sweeper") == [plan]
-    # The cancel read the task as running, so it only records the request.
+    # The cancel read the task as running; it finds it back in the queue and ends it there.
     assert await context.store.request_cancel(task_id=task_id)
-    ended = await context.store.start_run(task_id=task_id, owner="sweeper")
+    ended = await context.store.get_task(task_id=task_id)
     assert ended is not None
     assert ended.status is TaskStatus.CANCELLED
     events = await context.store.task_history(task_id=task_id)
@@ -55,7 +57,8 @@ async def test_a_cancel_after_the_takeover_committed_ends_the_task_at_its_start(
         ("running", "pending"),
         ("pending", "cancelled"),
     ]
-    assert await context.store.start_run(task_id=task_id, owner="sweeper") is None
+    claim = await context.store.claim(owner="sweeper", base={"hello": HELLO}, slots=10)
+    assert task_id not in [task.task_id for task in claim.started]
 
 
 async def test_a_cancel_sent_while_the_takeover_is_held_open_ends_cancelled(

@@ -11,9 +11,11 @@ from helpers import create, eventually, wait_for
 from sqlalchemy import text
 
 from app.domain.models import StoredTask, TaskStatus, new_task_id, utcnow
+from app.domain.policy import Policy
 from app.runner import sweeper as recovery
 
 pytestmark = pytest.mark.anyio
+HELLO = Policy(name="hello")
 
 
 DEAD = "dead-replica-1"
@@ -35,6 +37,7 @@ async def orphan(client: httpx.AsyncClient, *, lease_s: float | None = -5, **fie
         "created_at": utcnow(),
         "started_at": utcnow(),
         "attempt": 1,
+        "max_attempts": 3,
         "owner": DEAD,
     }
     values.update(fields)
@@ -160,7 +163,7 @@ async def test_a_replica_that_renews_before_the_takeover_keeps_its_tasks(
     task_id = seen.task_id
     lease_until = utcnow() + timedelta(seconds=30)
     await context.store.renew_lease(replica_id=DEAD, lease_until=lease_until)  # ...it came back
-    plan = recovery.plan_for(seen, replica_id="sweeper", max_attempts=3)
+    plan = recovery.plan_for(seen, replica_id="sweeper", policy=HELLO)
     assert await context.store.take_over(plans=[plan], replica="sweeper") == []
     task = await context.store.get_task(task_id=task_id)
     assert task is not None

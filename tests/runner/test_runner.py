@@ -57,7 +57,7 @@ async def test_active_counts_go_up_and_back_to_zero(
     assert await redis_client.get(f"{redis_prefix}active:hello") == "3"
     stats = (await client.get("/v1/stats")).json()
     assert stats["active"] == {"hello": 3}
-    assert (await client.get("/v1/algorithms")).json()["items"][0]["active"] == 3
+    assert (await client.get("/v1/algorithms")).json()["items"][0]["running"] == 3
     for task in tasks:
         await client.post(f"/v1/tasks/{task['task_id']}/cancel")
 

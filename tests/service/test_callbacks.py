@@ -48,6 +48,7 @@ async def client(app_client: AppClient, engine: tuple[Engine, str]) -> AsyncIter
         "callback_secret": SECRET,
         "callback_secret_previous": "old-secret",
         "poll_interval_s": 0.2,
+        "max_attempts": 1,  # a failure ends the task: no retry to wait for
     }
     async with app_client(**settings) as c:
         yield c

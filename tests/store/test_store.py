@@ -9,7 +9,10 @@ import pytest
 from app.core.db import Database
 from app.core.migrations import upgrade_to_head
 from app.domain.models import StoredTask, TaskStatus, new_task_id, utcnow
+from app.domain.policy import Policy
 from app.store import TaskStore
+
+HELLO = Policy(name="hello")
 
 pytestmark = pytest.mark.anyio
 
@@ -66,9 +69,9 @@ async def test_concurrent_cancels_share_transactions_and_each_gets_its_answer(
         pending = [_pending_task(n) for n in range(30)]
         for task in pending:
             await store.insert_task(task=task)
-        started = await store.start_run(task_id=pending[0].task_id, owner="replica-a")
-        assert started is not None
-        assert started.status is TaskStatus.RUNNING
+        await store.ensure_policies(names=["hello"])
+        claim = await store.claim(owner="replica-a", base={"hello": HELLO}, slots=1)
+        assert [task.task_id for task in claim.started] == [pending[0].task_id]
         writes = _count_calls(db, "write")
         # The running one, every pending one (the last twice) and an unknown id.
         asked = [task.task_id for task in pending] + [pending[-1].task_id, "no-such-task"]
@@ -117,5 +120,4 @@ def _pending_task(n: int) -> StoredTask:
         input={"n": n},
         timeout_s=60,
         created_at=utcnow(),
-        owner="replica-a",
     )

@@ -1,4 +1,4 @@
-"""/v1/algorithms and /v1/stats."""
+"""/v1/stats."""
 
 from typing import Any
 
@@ -9,11 +9,6 @@ from app.api.errors import error_responses
 from app.api.json_body import StrictJSONRoute
 
 router = APIRouter(prefix="/v1", tags=["meta"], route_class=StrictJSONRoute)
-
-
-@router.get("/algorithms", responses=error_responses(503))
-async def list_algorithms(service: ServiceDep) -> dict[str, Any]:
-    return {"items": await service.algorithms()}
 
 
 @router.get("/stats", responses=error_responses(503))

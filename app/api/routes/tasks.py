@@ -1,6 +1,6 @@
 """/v1/tasks: create, read, list, cancel."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
 
@@ -53,6 +53,15 @@ async def list_tasks(
 @router.get("/{task_id}", response_model=TaskPublic, responses=error_responses(404, 503))
 async def get_task(task_id: TaskIdDep, service: ServiceDep, who: PrincipalDep) -> TaskPublic:
     return await service.get(task_id, visible_to=who.task_scope)
+
+
+@router.get("/{task_id}/attempts", responses=error_responses(404, 503))
+async def task_attempts(
+    task_id: TaskIdDep, service: ServiceDep, who: PrincipalDep
+) -> dict[str, Any]:
+    """Every run of the task, first first: how each ended, where and when."""
+    attempts = await service.attempts(task_id, visible_to=who.task_scope)
+    return {"items": [attempt.model_dump(mode="json") for attempt in attempts]}
 
 
 @router.post(

@@ -97,6 +97,28 @@ class AsyncTaskbeatClient:
     async def algorithms(self) -> builtins.list[dict[str, Any]]:
         return list(wire.parse_json(await self._request("GET", "/v1/algorithms"))["items"])
 
+    async def algorithm(self, name: str) -> dict[str, Any]:
+        """One algorithm's policy in force, with `running` and `waiting` over the cluster."""
+        return dict(wire.parse_json(await self._request("GET", f"/v1/algorithms/{name}")))
+
+    async def change_algorithm(self, name: str, **fields: Any) -> dict[str, Any]:
+        """Changes policy fields on every replica; a None value goes back to its default."""
+        response = await self._request("PATCH", f"/v1/algorithms/{name}", json=fields)
+        return dict(wire.parse_json(response))
+
+    async def pause(self, name: str, for_s: float | None = None) -> dict[str, Any]:
+        body = {} if for_s is None else {"for_s": for_s}
+        response = await self._request("POST", f"/v1/algorithms/{name}/pause", json=body)
+        return dict(wire.parse_json(response))
+
+    async def resume(self, name: str) -> dict[str, Any]:
+        return dict(wire.parse_json(await self._request("POST", f"/v1/algorithms/{name}/resume")))
+
+    async def attempts(self, task_id: str) -> builtins.list[dict[str, Any]]:
+        """Every run of the task: attempt, status, error, replica, started_at, finished_at."""
+        response = await self._request("GET", f"/v1/tasks/{task_id}/attempts")
+        return list(wire.parse_json(response)["items"])
+
     async def wait(self, task_id: str, timeout_s: float = 60.0) -> TaskPublic:
         """The task once finished, or as it is when `timeout_s` has passed: long-polls
         `/wait`, at most LONG_POLL_S per request."""

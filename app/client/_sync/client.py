@@ -95,6 +95,28 @@ class TaskbeatClient:
     def algorithms(self) -> builtins.list[dict[str, Any]]:
         return list(wire.parse_json(self._request("GET", "/v1/algorithms"))["items"])
 
+    def algorithm(self, name: str) -> dict[str, Any]:
+        """One algorithm's policy in force, with `running` and `waiting` over the cluster."""
+        return dict(wire.parse_json(self._request("GET", f"/v1/algorithms/{name}")))
+
+    def change_algorithm(self, name: str, **fields: Any) -> dict[str, Any]:
+        """Changes policy fields on every replica; a None value goes back to its default."""
+        response = self._request("PATCH", f"/v1/algorithms/{name}", json=fields)
+        return dict(wire.parse_json(response))
+
+    def pause(self, name: str, for_s: float | None = None) -> dict[str, Any]:
+        body = {} if for_s is None else {"for_s": for_s}
+        response = self._request("POST", f"/v1/algorithms/{name}/pause", json=body)
+        return dict(wire.parse_json(response))
+
+    def resume(self, name: str) -> dict[str, Any]:
+        return dict(wire.parse_json(self._request("POST", f"/v1/algorithms/{name}/resume")))
+
+    def attempts(self, task_id: str) -> builtins.list[dict[str, Any]]:
+        """Every run of the task: attempt, status, error, replica, started_at, finished_at."""
+        response = self._request("GET", f"/v1/tasks/{task_id}/attempts")
+        return list(wire.parse_json(response)["items"])
+
     def wait(self, task_id: str, timeout_s: float = 60.0) -> TaskPublic:
         """The task once finished, or as it is when `timeout_s` has passed: long-polls
         `/wait`, at most LONG_POLL_S per request."""

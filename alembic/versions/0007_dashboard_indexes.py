@@ -4,8 +4,8 @@ The dashboard pages tasks by algorithm (and status) newest first, counts them pe
 algorithm and status, and charts the last hour's finishes: each of those is an index
 range, never a scan of the table, at 100,000 tasks and more.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-11-24
 """
 
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0006"
-down_revision: str | None = "0005"
+revision: str = "0007"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
