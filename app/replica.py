@@ -145,7 +145,7 @@ async def running_replica(settings: Settings) -> AsyncIterator[ReplicaContext]:
         updates.runs_here = lambda task_id: runner.local_run(task_id) is not None
         watch = TaskWatcher(service, updates)
         callbacks = CallbackReceiver(service)
-        loop_parts = LoopParts(settings, store, live, updates, runner, replica_id)
+        loop_parts = LoopParts(settings, store, live, updates, runner, replica_id, runner.metrics)
         heartbeat, sweeper = Heartbeat(loop_parts), Sweeper(loop_parts)
         subscriber = Subscriber(
             redis_client,
