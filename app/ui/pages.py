@@ -13,7 +13,7 @@ from app.domain.models import TaskStatus
 from app.service.dashboard import Dashboard
 from app.store.dashboard import TaskFilter
 from app.ui.charts import bar_chart
-from app.ui.deps import TaskIdDep
+from app.ui.deps import TaskIdDep, principal_in
 from app.ui.security import can_act
 from app.ui.templating import templates
 
@@ -37,6 +37,7 @@ def render(request: Request, template: str, page: str, **context: Any) -> HTMLRe
         {
             "page": page,
             "can_act": can_act(request),
+            "principal": principal_in(request),
             "stale_after_s": dashboard.stale_after_s,
             "replica_id": dashboard.service.runner.replica_id,
             **context,
