@@ -1,11 +1,12 @@
-"""The dashboard's pages: overview, tasks, a task, algorithms, replicas. Server-rendered;
-the live parts come from `app.ui.live` (event streams) or a short fragment refresh."""
+"""The dashboard's pages: overview, tasks, a task, algorithms, an algorithm, replicas.
+Server-rendered; the live parts come from `app.ui.live` (event streams) or a short
+fragment refresh."""
 
 import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from app.domain.errors import InvalidRequest
@@ -14,6 +15,7 @@ from app.service.dashboard import Dashboard
 from app.store.dashboard import TaskFilter
 from app.ui.charts import bar_chart
 from app.ui.deps import TaskIdDep, principal_in
+from app.ui.policy_form import FIELDS, RETRY_CAUSES
 from app.ui.security import can_act
 from app.ui.templating import templates
 
@@ -132,6 +134,29 @@ async def task(request: Request, task_id: TaskIdDep) -> HTMLResponse:
 async def algorithms(request: Request) -> HTMLResponse:
     items = await dashboard_of(request).algorithms()
     return render(request, "algorithms.html", "algorithms", items=items)
+
+
+async def algorithm_page(
+    request: Request, name: str, *, error: str | None = None, entered: dict[str, str] | None = None
+) -> HTMLResponse:
+    """One algorithm: its figures, pause and resume, its policy (a form for admins);
+    `error` and `entered` show a refused change with what was typed."""
+    item = await dashboard_of(request).algorithm(name)
+    return render(
+        request,
+        "algorithm.html",
+        "algorithms",
+        item=item,
+        fields=FIELDS,
+        retry_causes=RETRY_CAUSES,
+        error=error,
+        entered=entered or {},
+    )
+
+
+@router.get("/algorithms/{name}")
+async def algorithm(request: Request, name: Annotated[str, Path(max_length=64)]) -> HTMLResponse:
+    return await algorithm_page(request, name)
 
 
 @router.get("/replicas")
