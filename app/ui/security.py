@@ -36,8 +36,12 @@ def can_act(request: Request) -> bool:
 
 async def same_origin(request: Request) -> None:
     """Refuses an action sent from another site's page (a forged form post): the browser's
-    Origin (else its Referer, else Sec-Fetch-Site) must name this very service."""
-    origin = request.headers.get("origin") or request.headers.get("referer")
+    Origin (else its Referer, else Sec-Fetch-Site) must name this very service. A plain
+    form's post says `Origin: null` (the answers' Referrer-Policy is no-referrer), so then
+    Sec-Fetch-Site, which no page's script can set, decides."""
+    origin = request.headers.get("origin")
+    if origin is None or origin == "null":
+        origin = request.headers.get("referer")
     if origin is None:
         if request.headers.get("sec-fetch-site") == "same-origin":
             return

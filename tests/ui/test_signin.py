@@ -137,6 +137,12 @@ async def test_bad_keys_and_client_keys_do_not_sign_in(app_client: AppClient) ->
             assert "set-cookie" not in answer.headers
         forged = await client.post("/ui/login", data={"key": client_key}, headers=FORM)
         assert forged.status_code == 403  # a sign-in posted from another site (no Origin)
+        _, viewer = await make_key(client, Role.VIEWER)
+        for fetch_site, status in (("cross-site", 403), ("same-site", 403), ("same-origin", 303)):
+            # a plain form under Referrer-Policy: no-referrer says Origin: null
+            headers = {**FORM, "Origin": "null", "Sec-Fetch-Site": fetch_site}
+            answer = await client.post("/ui/login", data={"key": viewer}, headers=headers)
+            assert answer.status_code == status, fetch_site
         for wanted in ("//evil.example/ui", "https://evil.example", "/ui/../v1/keys\\x"):
             _, admin = await make_key(client, Role.ADMIN)
             assert (await sign_in(client, admin, next=wanted)).headers["location"] == (
