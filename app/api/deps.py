@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from app.api.auth import principal_of
-from app.api.params import last_event_id, task_id_in_path
+from app.api.params import idempotency_key, last_event_id, task_id_in_path
 from app.domain.keys import Principal
 from app.replica import ReplicaContext
 from app.service.algorithms import AlgorithmService
@@ -61,3 +61,4 @@ KeysDep = Annotated[KeyService, Depends(get_keys)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 TaskIdDep = Annotated[str, Depends(task_id_in_path)]
 LastEventIdDep = Annotated[int, Depends(last_event_id)]
+IdempotencyKeyDep = Annotated[str | None, Depends(idempotency_key)]
