@@ -30,6 +30,8 @@ FINISHED: frozenset[TaskStatus] = frozenset(
     {TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.TIMED_OUT}
 )
 UNFINISHED: frozenset[TaskStatus] = frozenset(set(TaskStatus) - FINISHED)
+# The finished statuses a re-run may start again from (a success is never re-run).
+RERUNNABLE: frozenset[TaskStatus] = FINISHED - {TaskStatus.SUCCEEDED}
 
 
 def utcnow() -> datetime:

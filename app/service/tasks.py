@@ -13,6 +13,7 @@ from app.algorithms.registry import Registry
 from app.core.config import Settings
 from app.domain.errors import Conflict, InvalidRequest, NotFound, StoreUnavailable
 from app.domain.models import (
+    RERUNNABLE,
     AttemptPublic,
     StoredTask,
     TaskCreate,
@@ -214,6 +215,36 @@ class TaskService:
             with anyio.move_on_after(CANCEL_WAIT_S):
                 await run.ended.wait()
         return await self.get(task_id)
+
+    async def retry(
+        self, task_id: str, *, visible_to: str | None = None, api_key_id: str | None = None
+    ) -> TaskPublic:
+        """Runs a failed, cancelled or timed-out task again as its next attempt (Conflict for
+        any other); the earlier attempts stay. `api_key_id`, the key asking, goes to the
+        transition log."""
+        task = await self._load(task_id, visible_to)
+        moved = None
+        if task.status in RERUNNABLE:
+            moved = await self.store.rerun(
+                task_id=task_id, replica=self.runner.replica_id, api_key_id=api_key_id
+            )
+        if moved is None:
+            now = await self._load(task_id, visible_to)
+            raise Conflict(
+                f"task {task_id} is {now.status.value}: only a failed, cancelled or "
+                "timed-out task runs again"
+            )
+        await self.requeued([moved])
+        (public,) = await self.public([moved])
+        return public
+
+    async def requeued(self, tasks: Sequence[StoredTask]) -> None:
+        """Tells watchers and every replica's admission (at once) that these wait again."""
+        for task in tasks:
+            self.updates.status_changed(task.task_id, TaskStatus.PENDING, task.attempt)
+            self.runner.admission.queued(task.algorithm)
+        if tasks:
+            await self.runner.admission.publish()
 
     async def _stop_here(self, task_id: str) -> TaskPublic | None:
         """A run under way on this replica: its job stops at once and the run's own final

@@ -23,7 +23,8 @@ from app.core.db import Database
 from app.domain.models import FINISHED, AttemptPublic, StoredTask, TaskEvent, TaskStatus
 from app.domain.outcome import Outcome
 from app.domain.policy import Policy
-from app.store import claims, events, idempotency, leases, policies, reads, runs
+from app.store import bulk, claims, events, idempotency, leases, policies, reads, runs
+from app.store.bulk import Selection
 from app.store.cancels import Cancel, CancelAnswer
 from app.store.cursors import decode_cursor
 from app.store.idempotency import IdempotencyClaim
@@ -35,6 +36,7 @@ __all__ = [
     "Created",
     "IdempotencyClaim",
     "Renewal",
+    "Selection",
     "Takeover",
     "TaskStore",
     "lease_deadline",
@@ -185,6 +187,29 @@ class TaskStore:
             Cancel(task_id, replica, api_key_id)
         )
         return answer
+
+    async def rerun(
+        self, *, task_id: str, replica: str, api_key_id: str | None = None
+    ) -> StoredTask | None:
+        """A failed, cancelled or timed-out task back in the queue for its next attempt;
+        None when it is not one of those (or unknown)."""
+        moved = await self.db.write(
+            lambda conn: bulk.rerun(conn, [task_id], replica=replica, api_key_id=api_key_id)
+        )
+        return moved[0] if moved else None
+
+    async def cancel_page(
+        self, *, selection: Selection, after: str
+    ) -> tuple[list[str], list[CancelAnswer | None]]:
+        """Cancels the next page (by task id, after `after`) of the unfinished tasks
+        selected whose cancel nobody asked yet; returns the ids matched and the answers."""
+        return await self.db.write(lambda conn: bulk.cancel_page(conn, selection, after=after))
+
+    async def rerun_page(
+        self, *, selection: Selection, after: str
+    ) -> tuple[list[str], list[StoredTask]]:
+        """Re-runs the next page of the re-runnable tasks selected."""
+        return await self.db.write(lambda conn: bulk.rerun_page(conn, selection, after=after))
 
     async def request_cancel(self, *, task_id: str, api_key_id: str | None = None) -> bool:
         """Records a cancel so whoever runs the task honours it, whatever its status now (as

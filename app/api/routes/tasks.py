@@ -1,4 +1,4 @@
-"""/v1/tasks: create, read, list, cancel."""
+"""/v1/tasks: create, read, list, cancel, re-run."""
 
 from typing import Annotated, Any
 
@@ -103,3 +103,15 @@ async def cancel_task(
     if not task.status.finished:  # running on another replica: wait for its word
         task = await watch.wait(task_id, CANCEL_WAIT_S)
     return task
+
+
+@router.post(
+    "/{task_id}/retry",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=TaskPublic,
+    responses=error_responses(404, 409, 503),
+)
+async def retry_task(task_id: TaskIdDep, service: ServiceDep, who: PrincipalDep) -> TaskPublic:
+    """Runs a failed, cancelled or timed-out task again as its next attempt (its earlier
+    attempts stay in /attempts); 409 for an unfinished or succeeded task."""
+    return await service.retry(task_id, visible_to=who.task_scope, api_key_id=who.key_id)
