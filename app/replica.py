@@ -33,6 +33,7 @@ from app.runner.local_runs import LoopParts
 from app.runner.runner import Runner
 from app.runner.sweeper import Sweeper
 from app.service.algorithms import AlgorithmService
+from app.service.bulk import BulkActions
 from app.service.callbacks import CallbackReceiver, apply_foreign_update
 from app.service.keys import KeyService
 from app.service.sessions import Sessions
@@ -65,6 +66,7 @@ class ReplicaContext:
     rate: RequestRate
     algorithms: AlgorithmService
     sessions: Sessions  # the dashboard's sign-in cookies
+    bulk: BulkActions
     # unix://… of the embedded redis-server; None when TASKBEAT_REDIS_URL names a Redis
     embedded_redis_url: str | None = None
 
@@ -186,6 +188,7 @@ async def running_replica(settings: Settings) -> AsyncIterator[ReplicaContext]:
                     RequestRate(redis_client, live.keys),
                     AlgorithmService(runner),
                     Sessions(settings, keys),
+                    BulkActions(service),
                     embedded_redis_url=None if settings.redis_url else redis_url,
                 )
             finally:

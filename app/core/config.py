@@ -186,6 +186,11 @@ class Settings(BaseSettings):
         le=30 * 86400,
         description="seconds a dashboard sign-in lasts (never past its key's expiry)",
     )
+    idempotency_ttl_s: int = Field(
+        default=86400,
+        ge=1,
+        description="how long an Idempotency-Key of a create answers its first task",
+    )
 
     @classmethod
     def settings_customise_sources(
