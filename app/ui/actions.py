@@ -1,6 +1,6 @@
 """The dashboard's actions, each behind the same-origin check and the access table (admin
-keys only): cancel a task; pause, resume and change an algorithm's policy (through
-AlgorithmService, as the API does). Retry and bulk actions come with their API routes."""
+keys only), each through the service the API uses: cancel or retry a task; cancel or retry
+every task a filter matches; pause, resume and change an algorithm's policy."""
 
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -11,9 +11,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from app.domain.errors import InvalidRequest
 from app.domain.keys import ANONYMOUS, Principal
 from app.domain.policy import Policy
+from app.replica import ReplicaContext
 from app.service.tasks import CANCEL_WAIT_S
+from app.store.bulk import BulkAction
+from app.ui.bulk_form import FILTER_FIELDS, filter_of
 from app.ui.deps import ContextDep, TaskIdDep, field_of, form_of, key_id_of, principal_in
-from app.ui.pages import algorithm_page, render
+from app.ui.pages import algorithm_page, bulk_page, render
 from app.ui.policy_form import changes_of, pause_seconds
 from app.ui.security import same_origin
 
@@ -34,6 +37,47 @@ async def cancel(
         return RedirectResponse(f"/ui/tasks/{task_id}", status_code=303)
     answer: HTMLResponse = render(request, "_task_live.html", "tasks", task=task)
     return answer
+
+
+@router.post("/tasks/{task_id}/retry")
+async def retry(
+    request: Request, task_id: TaskIdDep, _: SameOrigin, context: ContextDep
+) -> Response:
+    """Runs the task again as `POST /v1/tasks/{id}/retry` does (409 unless it failed, was
+    cancelled or timed out), then shows its page afresh (its live part follows it again)."""
+    await context.service.retry(task_id, api_key_id=key_id_of(request))
+    page = f"/ui/tasks/{task_id}"
+    if request.headers.get("hx-request"):
+        return Response(headers={"HX-Redirect": page})
+    return RedirectResponse(page, status_code=303)
+
+
+async def _bulk(request: Request, action: BulkAction, context: ReplicaContext) -> Response:
+    form = await form_of(request)
+    values = {name: field_of(form, name) for name in (*FILTER_FIELDS, "action")}
+    values["action"] = action
+    try:
+        where = filter_of(values)
+    except InvalidRequest as exc:
+        page = await bulk_page(request, {**values, "action": ""}, error=str(exc))
+        page.status_code = exc.status_code
+        return page
+    key_id = key_id_of(request)
+    run = context.bulk.cancel if action == "cancel" else context.bulk.retry
+    done = await run(where, api_key_id=key_id)
+    return await bulk_page(request, values, done=done)
+
+
+@router.post("/bulk/cancel")
+async def bulk_cancel(request: Request, _: SameOrigin, context: ContextDep) -> Response:
+    """Cancels what the filter matches, as `POST /v1/bulk/cancel` does."""
+    return await _bulk(request, "cancel", context)
+
+
+@router.post("/bulk/retry")
+async def bulk_retry(request: Request, _: SameOrigin, context: ContextDep) -> Response:
+    """Runs again what the filter matches, as `POST /v1/bulk/retry` does."""
+    return await _bulk(request, "retry", context)
 
 
 def _back_to(name: str) -> RedirectResponse:

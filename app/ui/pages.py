@@ -1,4 +1,4 @@
-"""The dashboard's pages: overview, tasks, a task, algorithms, an algorithm, replicas.
+"""The dashboard's pages: overview, tasks, a task, bulk, algorithms, an algorithm, replicas.
 Server-rendered; the live parts come from `app.ui.live` (event streams) or a short
 fragment refresh."""
 
@@ -10,9 +10,10 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from app.domain.errors import InvalidRequest
-from app.domain.models import TaskStatus
+from app.domain.models import BulkAnswer, TaskStatus
 from app.service.dashboard import Dashboard
 from app.store.dashboard import TaskFilter
+from app.ui.bulk_form import action_of, filter_of
 from app.ui.charts import bar_chart
 from app.ui.deps import TaskIdDep, principal_in
 from app.ui.policy_form import FIELDS, RETRY_CAUSES
@@ -157,6 +158,49 @@ async def algorithm_page(
 @router.get("/algorithms/{name}")
 async def algorithm(request: Request, name: Annotated[str, Path(max_length=64)]) -> HTMLResponse:
     return await algorithm_page(request, name)
+
+
+async def bulk_page(
+    request: Request,
+    values: dict[str, str],
+    *,
+    done: BulkAnswer | None = None,
+    error: str | None = None,
+) -> HTMLResponse:
+    """The bulk page: the filter, how many tasks the chosen action would take now (counted
+    before anything is done), and after an action what it did."""
+    context = request.app.state.context
+    action = action_of(values.get("action", ""))
+    where = filter_of(values)
+    matching = None if action is None else await context.bulk.count(where, action)
+    return render(
+        request,
+        "bulk.html",
+        "bulk",
+        values=values,
+        action=action,
+        matching=matching,
+        done=done,
+        error=error,
+        algorithms=dashboard_of(request).service.registry.names(),
+    )
+
+
+@router.get("/bulk")
+async def bulk(
+    request: Request,
+    algorithm: Annotated[str, Query(max_length=64)] = "",
+    status: Annotated[str, Query(max_length=16)] = "",
+    created_before: Annotated[str, Query(max_length=40)] = "",
+    action: Annotated[str, Query(max_length=16)] = "",
+) -> HTMLResponse:
+    values = {
+        "algorithm": algorithm,
+        "status": status,
+        "created_before": created_before,
+        "action": action,
+    }
+    return await bulk_page(request, values)
 
 
 @router.get("/replicas")

@@ -19,7 +19,7 @@ from app.domain.keys import new_secret
 from app.service.sessions import SESSION_COOKIE
 
 pytestmark = pytest.mark.browser
-PAGES = ("overview", "tasks", "algorithms", "algorithms/hello", "replicas")
+PAGES = ("overview", "tasks", "bulk?action=retry", "algorithms", "algorithms/hello", "replicas")
 LONG = {"duration_ms": 120_000, "steps": 120}
 
 
@@ -65,9 +65,8 @@ def test_every_page_loads_clean_at_desktop_and_phone_width(start_server, open_pa
             page.wait_for_timeout(500)  # the live parts connect and swap
             overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
             assert overflow <= 1, f"{name} is wider than {width} px by {overflow} px"
-            shot = {"tasks/": "task", "algorithms/": "algorithm"}.get(
-                name[: name.find("/") + 1], name
-            )
+            prefix = name[: name.find("/") + 1]
+            shot = {"tasks/": "task", "algorithms/": "algorithm"}.get(prefix, name.split("?")[0])
             if not suffix or shot in ("tasks", "task"):
                 watched.shoot(f"{shot}{suffix}")
         page.goto(f"{server.url}/docs")
@@ -286,3 +285,39 @@ def test_editing_max_active_from_the_page_shows_in_the_api(start_server, open_pa
     assert all("status of 422" in error for error in watched.errors), watched.errors
     watched.errors.clear()
     watched.check_clean()
+
+
+def test_retry_from_the_task_page_and_bulk_cancel_after_its_count(start_server, open_page) -> None:
+    server = start_server()
+    failed = create(server.url, duration_ms=50, steps=2, fail_at_step=1, fail_message="boom")
+    wait_status(server.url, failed, {"failed"})
+    watched = open_page(server.url)
+    page = watched.page
+    page.goto(f"{server.url}/ui/tasks/{failed}")
+    asked = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
+    with page.expect_navigation():
+        page.get_by_role("button", name="Retry task").click()
+    assert asked
+    assert failed in asked[0]
+    page.wait_for_selector("#attempts tbody tr:nth-child(4)")  # three failed runs, a 4th
+    assert httpx.get(f"{server.url}/v1/tasks/{failed}").json()["attempt"] >= 4
+
+    httpx.post(f"{server.url}/v1/algorithms/hello/pause")
+    waiting = [create(server.url, duration_ms=50) for _ in range(2)]
+    page.goto(f"{server.url}/ui/bulk")
+    page.get_by_label("Action").select_option("cancel")
+    page.get_by_label("Status").select_option("pending")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Count").click()
+    act = page.get_by_role("button", name="Cancel 2 tasks")
+    assert act.count() == 1
+    for task_id in waiting:  # counted, not touched
+        assert httpx.get(f"{server.url}/v1/tasks/{task_id}").json()["status"] == "pending"
+    with page.expect_navigation():
+        act.click()
+    assert "Cancelled: 2" in page.locator("#bulk-done").inner_text()
+    for task_id in waiting:
+        assert httpx.get(f"{server.url}/v1/tasks/{task_id}").json()["status"] == "cancelled"
+    watched.check_clean()
+    httpx.post(f"{server.url}/v1/algorithms/hello/resume")
