@@ -222,3 +222,20 @@ async def test_with_auth_off_no_sign_in_is_needed(client: httpx.AsyncClient) -> 
     page = await client.get("/ui/overview")
     assert page.status_code == 200
     assert "Sign out" not in page.text
+
+
+async def test_a_session_works_on_every_replica_sharing_the_session_secret(
+    app_client: AppClient,
+) -> None:
+    shared = "s" * 40
+    async with (
+        app_client(auth="on", session_secret=shared) as first,
+        app_client(auth="on", session_secret=shared) as second,
+        app_client(auth="on") as own_secret,
+    ):
+        _, viewer = await make_key(first, Role.VIEWER)
+        assert (await sign_in(first, viewer)).status_code == 303
+        token = first.cookies[SESSION_COOKIE]
+        for other, status in ((second, 200), (own_secret, 401)):
+            other.cookies.set(SESSION_COOKIE, token, path="/ui")
+            assert (await other.get("/ui/overview")).status_code == status
