@@ -15,7 +15,15 @@ from app.replica import ReplicaContext
 from app.service.tasks import CANCEL_WAIT_S
 from app.store.bulk import BulkAction
 from app.ui.bulk_form import FILTER_FIELDS, filter_of
-from app.ui.deps import ContextDep, TaskIdDep, field_of, form_of, key_id_of, principal_in
+from app.ui.deps import (
+    AlgorithmDep,
+    ContextDep,
+    TaskIdDep,
+    field_of,
+    form_of,
+    key_id_of,
+    principal_in,
+)
 from app.ui.pages import algorithm_page, bulk_page, render
 from app.ui.policy_form import changes_of, pause_seconds
 from app.ui.security import same_origin
@@ -92,7 +100,9 @@ async def _refused(request: Request, name: str, exc: InvalidRequest, **entered: 
 
 
 @router.post("/algorithms/{name}/pause")
-async def pause(request: Request, name: str, _: SameOrigin, context: ContextDep) -> Response:
+async def pause(
+    request: Request, name: AlgorithmDep, _: SameOrigin, context: ContextDep
+) -> Response:
     """Pauses as `POST /v1/algorithms/{name}/pause` does (for `for_s` seconds, if given)."""
     form = await form_of(request)
     try:
@@ -104,14 +114,16 @@ async def pause(request: Request, name: str, _: SameOrigin, context: ContextDep)
 
 
 @router.post("/algorithms/{name}/resume")
-async def resume(request: Request, name: str, _: SameOrigin, context: ContextDep) -> Response:
+async def resume(
+    request: Request, name: AlgorithmDep, _: SameOrigin, context: ContextDep
+) -> Response:
     await context.algorithms.resume(name, by=_actor(request))
     return _back_to(name)
 
 
 @router.post("/algorithms/{name}")
 async def change_policy(
-    request: Request, name: str, _: SameOrigin, context: ContextDep
+    request: Request, name: AlgorithmDep, _: SameOrigin, context: ContextDep
 ) -> Response:
     """Changes the fields the form changed, as `PATCH /v1/algorithms/{name}` does."""
     form = await form_of(request)

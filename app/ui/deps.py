@@ -26,6 +26,15 @@ async def task_id_in_path(task_id: Annotated[str, Path()]) -> str:
     return task_id
 
 
+async def algorithm_in_path(request: Request, name: Annotated[str, Path()]) -> str:
+    """An algorithm this service has, looked up in memory: any other name is a 404 (before
+    the same-origin check, as in the API)."""
+    context: ReplicaContext = request.app.state.context
+    if name not in context.runner.policies.configured:
+        raise NotFound(f"no algorithm {name[:64]!r}")
+    return name
+
+
 def principal_in(request: Request) -> Principal | None:
     """Who this request speaks for (None on the open pages: sign-in, sign-out)."""
     principal = request.scope.get("state", {}).get("principal")
@@ -56,3 +65,4 @@ def field_of(form: dict[str, list[str]], name: str) -> str:
 
 ContextDep = Annotated[ReplicaContext, Depends(get_context)]
 TaskIdDep = Annotated[str, Depends(task_id_in_path)]
+AlgorithmDep = Annotated[str, Depends(algorithm_in_path)]

@@ -6,7 +6,7 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from app.domain.errors import InvalidRequest
@@ -15,7 +15,7 @@ from app.service.dashboard import Dashboard
 from app.store.dashboard import TaskFilter
 from app.ui.bulk_form import action_of, filter_of
 from app.ui.charts import bar_chart
-from app.ui.deps import TaskIdDep, principal_in
+from app.ui.deps import AlgorithmDep, TaskIdDep, principal_in
 from app.ui.policy_form import FIELDS, RETRY_CAUSES
 from app.ui.security import can_act
 from app.ui.templating import templates
@@ -156,7 +156,7 @@ async def algorithm_page(
 
 
 @router.get("/algorithms/{name}")
-async def algorithm(request: Request, name: Annotated[str, Path(max_length=64)]) -> HTMLResponse:
+async def algorithm(request: Request, name: AlgorithmDep) -> HTMLResponse:
     return await algorithm_page(request, name)
 
 
