@@ -47,6 +47,9 @@ class TaskService:
         if timeout_s > policy.max_timeout_s:
             raise InvalidRequest(f"timeout_s must be at most {policy.max_timeout_s}")
         self.runner.admission.check_capacity(request.algorithm)
+        now = utcnow()
+        run_at = request.start_at(now)
+        delayed = run_at is not None and run_at > now
         task = StoredTask(
             task_id=new_task_id(),
             algorithm=request.algorithm,
@@ -55,10 +58,13 @@ class TaskService:
             timeout_s=timeout_s,
             max_attempts=policy.max_attempts,
             priority=policy.priority if request.priority is None else request.priority,
-            created_at=utcnow(),
+            run_at=run_at,
+            next_attempt_at=run_at if delayed else None,  # a delayed task waits until then
+            created_at=now,
             api_key_id=api_key_id,
         )
-        reserved = self.runner.reserve_slot()
+        # a delayed task never takes the fast path: the look that follows its time starts it
+        reserved = not delayed and self.runner.reserve_slot()
         start_for = self.runner.replica_id if reserved else None
         configured = self.runner.policies.configured.get(request.algorithm)
         try:

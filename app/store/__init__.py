@@ -20,7 +20,14 @@ from sqlalchemy import Connection
 
 from app.core.batching import GroupCommit
 from app.core.db import Database
-from app.domain.models import FINISHED, AttemptPublic, StoredTask, TaskEvent, TaskStatus
+from app.domain.models import (
+    FINISHED,
+    AttemptPublic,
+    StoredTask,
+    TaskEvent,
+    TaskStatus,
+    utcnow,
+)
 from app.domain.outcome import Outcome
 from app.domain.policy import Policy
 from app.store import claims, events, leases, policies, reads, runs
@@ -151,7 +158,8 @@ class TaskStore:
         return await self.db.read(policies.waiting_counts)
 
     async def next_due_at(self, *, names: Sequence[str]) -> datetime | None:
-        return await self.db.read(lambda conn: policies.next_due_at(conn, names))
+        """When the next waiting task becomes due, later than now (None: none waits)."""
+        return await self.db.read(lambda conn: policies.next_due_at(conn, names, utcnow()))
 
     async def cancel(
         self, *, task_id: str, replica: str, api_key_id: str | None = None
