@@ -106,7 +106,7 @@ class TaskCreate(SQLModel):
         if self.run_at is not None and self.delay_s is not None:
             raise ValueError("give run_at or delay_s, not both")
         if self.run_at is not None and self.run_at - utcnow() > timedelta(seconds=MAX_DELAY_S):
-            raise ValueError(f"run_at must be at most {MAX_DELAY_S} seconds from now")
+            raise ValueError(f"run_at must be at most {MAX_DELAY_S // 86400} days from now")
         return self
 
     def start_at(self, now: datetime) -> datetime | None:

@@ -49,14 +49,15 @@ class Sweeper:
     async def sweep_once(self) -> None:
         token = secrets.token_hex(8)
         ttl_s = max(self._settings.heartbeat_interval_s * 2, 5.0)
-        if not await self._live.take_sweeper_lock(token, ttl_s):
+        lock = self._live.keys.sweeper_lock
+        if not await self._live.take_lock(lock, token, ttl_s):
             return
         try:
             await self._forget_silent_replicas()
             if self._runs.accepting:
                 await self._take_over_abandoned()
         finally:
-            await self._live.release_sweeper_lock(token)
+            await self._live.release_lock(lock, token)
 
     async def _forget_silent_replicas(self) -> None:
         silent_for_s = self._settings.lease_duration_s

@@ -177,6 +177,13 @@ class TaskService:
                 await run.ended.wait()
         return await self.get(task_id)
 
+    async def delete(self, task_id: str, *, visible_to: str | None = None) -> None:
+        """Deletes a finished task with its events and attempts; Conflict while unfinished."""
+        task = await self._load(task_id, visible_to)
+        if not task.status.finished:
+            raise Conflict(f"task {task_id} is {task.status.value}: only a finished one is deleted")
+        await self.store.delete_finished(task_id=task_id)
+
     async def _stop_here(self, task_id: str) -> TaskPublic | None:
         """A run under way on this replica: its job stops at once and the run's own final
         write (cancelled) is the cancel's only write. None when that did not end the task:

@@ -7,6 +7,7 @@ Each call builds its request and reads its answer with app.client.wire; only the
 import builtins
 import time
 from collections.abc import AsyncIterator
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
@@ -48,10 +49,17 @@ class AsyncTaskbeatClient:
             raise wire.connection_error(self.base_url, exc) from exc
 
     async def create(
-        self, algorithm: str, input: dict[str, Any] | None = None, timeout_s: int | None = None
+        self,
+        algorithm: str,
+        input: dict[str, Any] | None = None,
+        timeout_s: int | None = None,
+        *,
+        run_at: datetime | str | None = None,
+        delay_s: float | None = None,
     ) -> TaskPublic:
-        """Creates a task; it runs at once (or when a slot frees) on the server."""
-        body = wire.create_body(algorithm, input, timeout_s)
+        """Creates a task; it runs at once (or when a slot frees) on the server, or not
+        before `run_at` (an aware datetime or ISO-8601 text) or `delay_s` seconds from now."""
+        body = wire.create_body(algorithm, input, timeout_s, run_at, delay_s)
         return wire.parse_task(await self._request("POST", "/v1/tasks", json=body))
 
     async def get(self, task_id: str) -> TaskPublic:
@@ -90,6 +98,10 @@ class AsyncTaskbeatClient:
 
     async def cancel(self, task_id: str) -> TaskPublic:
         return wire.parse_task(await self._request("POST", f"/v1/tasks/{task_id}/cancel"))
+
+    async def delete(self, task_id: str) -> None:
+        """Deletes a finished task (TaskbeatAPIError 409 while it is unfinished)."""
+        wire.raise_for_error(await self._request("DELETE", f"/v1/tasks/{task_id}"))
 
     async def stats(self) -> dict[str, Any]:
         return dict(wire.parse_json(await self._request("GET", "/v1/stats")))
