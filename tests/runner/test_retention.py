@@ -31,14 +31,8 @@ def context_of(client: httpx.AsyncClient) -> Any:
 async def rows(client: httpx.AsyncClient, task_ids: list[str] | None = None) -> dict[str, int]:
     """Rows of tasks, task_events and task_attempts (of `task_ids`, else all)."""
     db = context_of(client).db
-    where = (
-        ""
-        if task_ids is None
-        else " WHERE task_id IN (%s)"
-        % ",".join(  # noqa: UP031
-            f"'{task_id}'" for task_id in task_ids
-        )
-    )
+    quoted = ",".join(f"'{task_id}'" for task_id in task_ids or [])
+    where = "" if task_ids is None else f" WHERE task_id IN ({quoted})"
 
     def count(conn: Any) -> dict[str, int]:
         return {
