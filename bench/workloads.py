@@ -308,13 +308,16 @@ def _scale_once(profile: Profile, steps: int) -> Result:
 
 
 def notice(profile: Profile) -> Result:
-    """For N tasks of 1 s: finished_at - started_at - 1 s, from the service's own rows (the
-    poll interval left at 3 s, so only the library's notification can make it small)."""
+    """For N tasks of 1 s: the notice latency the service measured (the C library's own
+    finish time of each job -> its final write committed: `notice_latency_ms` on /v1/stats),
+    and finished_at - started_at - 1 s from its rows (an upper bound). The poll interval is
+    left at 3 s, so only the library's notification can make either small."""
     body = {"algorithm": "hello", "input": {"duration_ms": 1000}}
     runs: list[Result] = []
     for _ in range(profile.runs):
         with _tb("notice") as system:
             figures = _tasks(system, body, profile.notice_tasks, profile)
+            measured = get_json(f"{system.base_url}/v1/stats")["notice_latency_ms"]
         delays_ms = [
             (
                 datetime.fromisoformat(task["finished_at"])
@@ -329,9 +332,13 @@ def notice(profile: Profile) -> Result:
             {
                 "tasks": profile.notice_tasks,
                 "succeeded": figures["succeeded"],
-                "p50_ms": percentile(delays_ms, 0.50),
-                "p99_ms": percentile(delays_ms, 0.99),
-                "max_ms": max(delays_ms, default=0.0),
+                "p50_ms": measured["p50"],
+                "p99_ms": measured["p99"],
+                "max_ms": measured["max"],
+                "samples": measured["samples"],
+                "rows_p50_ms": percentile(delays_ms, 0.50),
+                "rows_p99_ms": percentile(delays_ms, 0.99),
+                "rows_max_ms": max(delays_ms, default=0.0),
             }
         )
     return {"runs": runs}
