@@ -318,8 +318,12 @@ def _scale_section(results: dict[str, Any]) -> list[str]:
 
     senders: dict[str, list[float]] = {}
     for run in runs:
+        by_frame: dict[str, float] = {}  # the innermost frame names a sender well enough
         for sender, counts in run.get("trips_by_sender_per_tick", {}).items():
-            senders.setdefault(sender, []).append(counts["trips"])
+            frame = sender.split(" > ")[-1]
+            by_frame[frame] = by_frame.get(frame, 0.0) + counts["trips"]
+        for frame, trips in by_frame.items():
+            senders.setdefault(frame, []).append(trips)
 
     def m(key: str, rows: list[dict[str, Any]] = runs) -> float:
         return median([r[key] for r in rows if key in r])
