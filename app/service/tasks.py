@@ -273,4 +273,5 @@ class TaskService:
                 "waiting": self.runner.admission.waiting(),
             },
             "event_loop_lag_ms": self.runner.loop_lag.summary(),
+            "notice_latency_ms": self.runner.notice_latency.summary(),
         }
