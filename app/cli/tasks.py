@@ -1,4 +1,4 @@
-"""`taskbeat tasks create | get | list | wait | cancel | delete`: tasks from a shell.
+"""`taskbeat tasks create | get | list | wait | cancel | retry | delete`: tasks from a shell.
 
 Exit status: 0 ok, 1 API error (or a wait that ran out of time), 3 server unreachable.
 """
@@ -96,6 +96,7 @@ def create(client: TaskbeatClient, args: argparse.Namespace) -> int:
         timeout_s=args.timeout_s,
         run_at=args.run_at,
         delay_s=args.delay,
+        idempotency_key=args.idempotency_key,
     )
     if args.wait:
         task = wait_with_bar(client, task.task_id, args.wait_timeout_s)
@@ -125,6 +126,11 @@ def delete(client: TaskbeatClient, args: argparse.Namespace) -> int:
         emit_json({"task_id": args.task_id, "deleted": True})
     else:
         print(f"deleted {args.task_id}")
+    return EXIT_OK
+
+
+def retry(client: TaskbeatClient, args: argparse.Namespace) -> int:
+    _show_task(client.retry(args.task_id), args)
     return EXIT_OK
 
 
@@ -159,6 +165,9 @@ def add_commands(commands: "SubCommands") -> None:
     start = create_parser.add_mutually_exclusive_group()
     start.add_argument("--run-at", help="start it then: ISO-8601 with an offset (…T09:00+02:00)")
     start.add_argument("--delay", type=float, metavar="SECONDS", help="start it this much later")
+    create_parser.add_argument(
+        "--idempotency-key", help="a repeat with this key answers the first task, not a new one"
+    )
     create_parser.add_argument("--wait", action="store_true", help="wait until it finishes")
     create_parser.add_argument(
         "--wait-timeout-s", type=float, default=3600.0, help="give up waiting after this"
@@ -179,4 +188,7 @@ def add_commands(commands: "SubCommands") -> None:
     add_api_command(verbs, "cancel", cancel, "cancel a pending or running task").add_argument(
         "task_id"
     )
+    add_api_command(
+        verbs, "retry", retry, "run a failed, cancelled or timed-out task again"
+    ).add_argument("task_id")
     add_api_command(verbs, "delete", delete, "delete a finished task").add_argument("task_id")

@@ -80,6 +80,20 @@ def create_body(
     return body
 
 
+def idempotency_headers(idempotency_key: str | None) -> dict[str, str]:
+    return {} if idempotency_key is None else {"Idempotency-Key": idempotency_key}
+
+
+def bulk_filter(
+    algorithm: str | None, status: TaskStatus | str | None, created_before: datetime | str | None
+) -> dict[str, str]:
+    """The body of a bulk action: only the fields given."""
+    if isinstance(created_before, datetime):
+        created_before = created_before.isoformat()
+    fields = {"algorithm": algorithm, "status": status, "created_before": created_before}
+    return {name: str(value) for name, value in fields.items() if value is not None}
+
+
 def list_params(
     status: TaskStatus | str | None, algorithm: str | None, limit: int | None, cursor: str | None
 ) -> dict[str, str]:

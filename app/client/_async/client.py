@@ -56,11 +56,14 @@ class AsyncTaskbeatClient:
         *,
         run_at: datetime | str | None = None,
         delay_s: float | None = None,
+        idempotency_key: str | None = None,
     ) -> TaskPublic:
         """Creates a task; it runs at once (or when a slot frees) on the server, or not
-        before `run_at` (an aware datetime or ISO-8601 text) or `delay_s` seconds from now."""
+        before `run_at` (an aware datetime or ISO-8601 text) or `delay_s` seconds from now.
+        With `idempotency_key`, a repeat of the same create answers the first task."""
         body = wire.create_body(algorithm, input, timeout_s, run_at, delay_s)
-        return wire.parse_task(await self._request("POST", "/v1/tasks", json=body))
+        headers = wire.idempotency_headers(idempotency_key)
+        return wire.parse_task(await self._request("POST", "/v1/tasks", json=body, headers=headers))
 
     async def get(self, task_id: str) -> TaskPublic:
         return wire.parse_task(await self._request("GET", f"/v1/tasks/{task_id}"))
@@ -102,6 +105,32 @@ class AsyncTaskbeatClient:
     async def delete(self, task_id: str) -> None:
         """Deletes a finished task (TaskbeatAPIError 409 while it is unfinished)."""
         wire.raise_for_error(await self._request("DELETE", f"/v1/tasks/{task_id}"))
+
+    async def retry(self, task_id: str) -> TaskPublic:
+        """Runs a failed, cancelled or timed-out task again, as its next attempt."""
+        return wire.parse_task(await self._request("POST", f"/v1/tasks/{task_id}/retry"))
+
+    async def bulk_cancel(
+        self,
+        *,
+        algorithm: str | None = None,
+        status: TaskStatus | str | None = None,
+        created_before: datetime | str | None = None,
+    ) -> dict[str, int]:
+        """Cancels every unfinished task the filter matches: {"matched", "changed"}."""
+        body = wire.bulk_filter(algorithm, status, created_before)
+        return dict(wire.parse_json(await self._request("POST", "/v1/bulk/cancel", json=body)))
+
+    async def bulk_retry(
+        self,
+        *,
+        algorithm: str | None = None,
+        status: TaskStatus | str | None = None,
+        created_before: datetime | str | None = None,
+    ) -> dict[str, int]:
+        """Runs every failed, cancelled or timed-out task the filter matches again."""
+        body = wire.bulk_filter(algorithm, status, created_before)
+        return dict(wire.parse_json(await self._request("POST", "/v1/bulk/retry", json=body)))
 
     async def stats(self) -> dict[str, Any]:
         return dict(wire.parse_json(await self._request("GET", "/v1/stats")))
