@@ -30,8 +30,10 @@ def upgrade() -> None:
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
     )
     op.create_index("ix_idempotency_keys_expires", "idempotency_keys", ["expires_at"])
+    op.create_index("ix_idempotency_keys_task", "idempotency_keys", ["task_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_idempotency_keys_task", table_name="idempotency_keys")
     op.drop_index("ix_idempotency_keys_expires", table_name="idempotency_keys")
     op.drop_table("idempotency_keys")

@@ -237,7 +237,11 @@ class IdempotencyKey(SQLModel, table=True):
     key makes a second create with it, on any replica, find the first one's task."""
 
     __tablename__ = "idempotency_keys"
-    __table_args__ = (Index("ix_idempotency_keys_expires", "expires_at"),)
+    __table_args__ = (
+        Index("ix_idempotency_keys_expires", "expires_at"),
+        # a deleted task frees its keys (retention, DELETE /v1/tasks/{id})
+        Index("ix_idempotency_keys_task", "task_id"),
+    )
 
     scope: str = Field(primary_key=True, max_length=32)
     key: str = Field(primary_key=True, max_length=255)

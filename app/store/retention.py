@@ -1,5 +1,6 @@
 """Retention: finished tasks past their algorithm's retention_s are deleted with their
-events and attempts, a bounded batch per transaction, found through ix_tasks_finished."""
+events, attempts and idempotency keys, a bounded batch per transaction, found through
+ix_tasks_finished."""
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -8,7 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, delete, or_, select
 
 from app.domain.models import FINISHED
-from app.store.tables import attempts, task_events, tasks
+from app.store.tables import attempts, idempotency_keys, task_events, tasks
 
 FINISHED_VALUES = sorted(status.value for status in FINISHED)
 
@@ -24,9 +25,11 @@ def _expired(cutoffs: Mapping[str, datetime], default_cutoff: datetime) -> Any:
 
 
 def delete_tasks(conn: Connection, task_ids: Sequence[str]) -> int:
-    """Deletes these finished tasks with their events and attempts; returns how many."""
+    """Deletes these finished tasks with their events, attempts and idempotency keys (a key
+    whose task is gone is free again); returns how many."""
     if not task_ids:
         return 0
+    conn.execute(delete(idempotency_keys).where(idempotency_keys.c.task_id.in_(task_ids)))
     conn.execute(delete(task_events).where(task_events.c.task_id.in_(task_ids)))
     conn.execute(delete(attempts).where(attempts.c.task_id.in_(task_ids)))
     statement = delete(tasks).where(
