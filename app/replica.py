@@ -33,6 +33,7 @@ from app.runner.local_runs import LoopParts
 from app.runner.runner import Runner
 from app.runner.sweeper import Sweeper
 from app.service.algorithms import AlgorithmService
+from app.service.bulk import BulkActions
 from app.service.callbacks import CallbackReceiver, apply_foreign_update
 from app.service.keys import KeyService
 from app.service.tasks import TaskService
@@ -63,6 +64,7 @@ class ReplicaContext:
     keys: KeyService
     rate: RequestRate
     algorithms: AlgorithmService
+    bulk: BulkActions
     # unix://… of the embedded redis-server; None when TASKBEAT_REDIS_URL names a Redis
     embedded_redis_url: str | None = None
 
@@ -194,6 +196,7 @@ async def running_replica(settings: Settings) -> AsyncIterator[ReplicaContext]:
                     keys,
                     RequestRate(redis_client, live.keys),
                     AlgorithmService(runner),
+                    BulkActions(service),
                     embedded_redis_url=None if settings.redis_url else redis_url,
                 )
             finally:
