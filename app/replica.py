@@ -70,15 +70,24 @@ class ReplicaContext:
     embedded_redis_url: str | None = None
 
 
-async def _redis_url(settings: Settings, stack: AsyncExitStack) -> str:
+def _launch_embedded_redis(settings: Settings, stack: AsyncExitStack) -> EmbeddedRedis | None:
+    """Forks the embedded redis-server when no TASKBEAT_REDIS_URL names one; it starts
+    while the database is migrated, and `stack` stops it."""
     if settings.redis_url:
-        return settings.redis_url
+        return None
     embedded = EmbeddedRedis(settings.embedded_redis_socket_path)
     # Forked here, on the event loop's thread, not on a worker thread: the child's
     # parent-death signal fires when the thread that forked it exits.
     embedded.launch()
-    await anyio.to_thread.run_sync(embedded.wait_ready)
     stack.push_async_callback(anyio.to_thread.run_sync, embedded.stop)
+    return embedded
+
+
+async def _redis_url(settings: Settings, embedded: EmbeddedRedis | None) -> str:
+    if settings.redis_url:
+        return settings.redis_url
+    assert embedded is not None, "launched when no TASKBEAT_REDIS_URL is set"
+    await anyio.to_thread.run_sync(embedded.wait_ready)
     log.info(
         "embedded Redis at %s (read it with `taskbeat heartbeats` here, or redis-cli -s %s)",
         embedded.url,
@@ -106,14 +115,15 @@ async def _run_loops(
 async def running_replica(settings: Settings) -> AsyncIterator[ReplicaContext]:
     """Migrates, connects, starts the runner; on exit drains it and closes every client."""
     replica_id = new_replica_id()
-    await anyio.to_thread.run_sync(upgrade_to_head, settings.database_url)
     async with AsyncExitStack() as stack:
+        embedded_redis = _launch_embedded_redis(settings, stack)
+        await anyio.to_thread.run_sync(upgrade_to_head, settings.database_url)
         db = Database(settings.database_url)
         stack.push_async_callback(db.dispose)
         store = TaskStore(db)
         keys = KeyService(settings, KeyStore(db))
-        await keys.start(host=settings.host)  # before anything is started: it may refuse
-        redis_url = await _redis_url(settings, stack)
+        await keys.start(host=settings.host)  # before the runner starts: it may refuse
+        redis_url = await _redis_url(settings, embedded_redis)
         redis_client = create_client(redis_url)
         stack.push_async_callback(redis_client.aclose)
         live = LiveState(redis_client, RedisKeys(settings.redis_prefix), replica_id)
@@ -122,10 +132,11 @@ async def running_replica(settings: Settings) -> AsyncIterator[ReplicaContext]:
         watcher = JobWatcher.for_library(library)
         registry = Registry()
         registry.add(HelloAlgorithm(library, watcher))
-        http_client = httpx.AsyncClient()
-        stack.push_async_callback(http_client.aclose)
-        for remote in settings.remote_algorithms:
-            registry.add(RemoteAlgorithm(remote, http_client))
+        if settings.remote_algorithms:  # its TLS context costs a start without them ~50 ms
+            http_client = httpx.AsyncClient()
+            stack.push_async_callback(http_client.aclose)
+            for remote in settings.remote_algorithms:
+                registry.add(RemoteAlgorithm(remote, http_client))
         updates = UpdateHub(redis_client, live.keys, replica_id)
 
         runner = Runner(
