@@ -40,7 +40,8 @@ def truncate_tasks(url: str) -> None:
         " THEN TRUNCATE tasks, task_events, replicas; END IF;"
         " IF to_regclass('api_keys') IS NOT NULL THEN TRUNCATE api_keys; END IF;"
         " IF to_regclass('algorithm_policies') IS NOT NULL"
-        " THEN TRUNCATE algorithm_policies, task_attempts; END IF; END $$"
+        " THEN TRUNCATE algorithm_policies, task_attempts; END IF;"
+        " IF to_regclass('schedules') IS NOT NULL THEN TRUNCATE schedules; END IF; END $$"
     )
     asyncio.run(_execute(url, statement))
 

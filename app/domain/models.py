@@ -114,6 +114,9 @@ class TaskBase(SQLModel):
     api_key_id: str | None = Field(default=None, max_length=32)
     # The API key that asked the cancel, for the transition log.
     cancel_key_id: str | None = Field(default=None, max_length=32)
+    # The schedule that fired it, and the tick it fired for: one task per (schedule, tick).
+    schedule: str | None = Field(default=None, max_length=64)
+    scheduled_for: datetime | None = _time_column()
 
 
 class Task(TaskBase, table=True):
@@ -133,6 +136,9 @@ class Task(TaskBase, table=True):
         Index("ix_tasks_finished", "finished_at"),
         # The queue: a claim reads one algorithm's waiting tasks, highest priority first.
         Index("ix_tasks_queue", "algorithm", "status", "priority", "created_at"),
+        # Exactly one task per schedule tick over every replica: a second firing is a no-op.
+        Index("ux_tasks_schedule_tick", "schedule", "scheduled_for", unique=True),
+        Index("ix_tasks_schedule_created", "schedule", "created_at", "task_id"),
     )
 
 
@@ -218,6 +224,8 @@ class TaskPublic(SQLModel):
     poll_failures: int
     timeout_s: int
     next_attempt_at: datetime | None
+    schedule: str | None = None
+    scheduled_for: datetime | None = None
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None

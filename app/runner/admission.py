@@ -39,7 +39,7 @@ PERIODIC_LOOK_S = 2.0
 POLICY_REFRESH_S = 0.5
 FIGURES_REFRESH_S = 2.0  # the backlog counts behind max_waiting's 429 (a read of the queue)
 FAULT_DELAY_S = 1.0
-HINT_WORK, HINT_POLICY = "work", "policy"
+HINT_WORK, HINT_POLICY, HINT_SCHEDULE = "work", "policy", "schedule"
 
 
 class RunSlots(Protocol):
@@ -229,6 +229,8 @@ class Admission:
 
     async def on_hint(self, hint: str) -> None:
         """A hint from the replicas' one subscription (app.live.subscriber)."""
+        if hint == HINT_SCHEDULE:
+            return  # the scheduler's; the tasks a tick makes come with a work hint
         if hint == HINT_POLICY:
             await self._policies.refresh()
         self.wake()

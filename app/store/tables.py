@@ -11,12 +11,14 @@ from app.domain.models import (
     TaskAttempt,
     TaskEvent,
 )
+from app.domain.schedule import ScheduleRow
 
 tasks = Task.__table__  # type: ignore[attr-defined]
 task_events = TaskEvent.__table__  # type: ignore[attr-defined]
 replicas = Replica.__table__  # type: ignore[attr-defined]
 policies = AlgorithmPolicy.__table__  # type: ignore[attr-defined]
 attempts = TaskAttempt.__table__  # type: ignore[attr-defined]
+schedules = ScheduleRow.__table__  # type: ignore[attr-defined]
 UNFINISHED_VALUES = [status.value for status in UNFINISHED]
 
 
