@@ -78,7 +78,9 @@ async def test_overlap_skip_fires_nothing_while_the_last_task_is_unfinished(
             input={"duration_ms": 3000},
         )
         await anyio.sleep(9)
-        await client.post(f"{servers[0].url}/v1/schedules/slow/pause")
+        paused = await client.post(f"{servers[0].url}/v1/schedules/slow/pause")
+        paused_at = datetime.now(UTC)
+        assert paused.status_code == 200
         with anyio.fail_after(15):
             while True:
                 tasks = await tasks_of(client, servers[2].url, "slow")
@@ -90,6 +92,8 @@ async def test_overlap_skip_fires_nothing_while_the_last_task_is_unfinished(
     assert all(task["status"] == "succeeded" for task in tasks)
     for previous, task in itertools.pairwise(tasks):
         assert at(task["created_at"]) >= at(previous["finished_at"]), (previous, task)
+    # the pause made on one replica held on all three within a second
+    assert all(at(task["scheduled_for"]) <= paused_at + timedelta(seconds=1) for task in tasks)
 
 
 async def test_after_every_replica_was_down_one_catch_up_task_fires_not_five(
