@@ -72,9 +72,19 @@ def create_body(
 
 
 def list_params(
-    status: TaskStatus | str | None, algorithm: str | None, limit: int | None, cursor: str | None
+    status: TaskStatus | str | None,
+    algorithm: str | None,
+    limit: int | None,
+    cursor: str | None,
+    schedule: str | None = None,
 ) -> dict[str, str]:
-    params = {"status": status, "algorithm": algorithm, "limit": limit, "cursor": cursor}
+    params = {
+        "status": status,
+        "algorithm": algorithm,
+        "schedule": schedule,
+        "limit": limit,
+        "cursor": cursor,
+    }
     return {key: str(value) for key, value in params.items() if value is not None}
 
 
