@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from app.cli.algorithms import parse_assignment
 from app.cli.api import add_api_command
 from app.cli.exits import EXIT_API_ERROR, EXIT_OK
-from app.cli.output import emit_json, print_fields, print_table
+from app.cli.output import emit_json, print_fields, print_items, print_table
 from app.client import TaskbeatClient
 
 if TYPE_CHECKING:
@@ -35,12 +35,7 @@ def _show(body: dict[str, Any], args: argparse.Namespace) -> int:
 
 
 def list_schedules(client: TaskbeatClient, args: argparse.Namespace) -> int:
-    items = client.schedules()
-    if args.json:
-        emit_json({"items": items})
-    else:
-        rows = [tuple(item.get(column) for column in LIST_COLUMNS) for item in items]
-        print_table(tuple(column.upper() for column in LIST_COLUMNS), rows)
+    print_items(client.schedules(), LIST_COLUMNS, as_json=args.json)
     return EXIT_OK
 
 
