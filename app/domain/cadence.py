@@ -13,7 +13,8 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from functools import cache
+from zoneinfo import ZoneInfo, available_timezones
 
 from cronsim import CronSim, CronSimError
 
@@ -42,12 +43,18 @@ class CadenceError(ValueError):
         self.field = field
 
 
+@cache
+def zone_names() -> frozenset[str]:
+    """Every IANA name of the zone database (read from disk once: warm it off the loop)."""
+    return frozenset(available_timezones())
+
+
 def zone(name: str) -> ZoneInfo:
-    """The IANA timezone `name`; CadenceError("timezone", ...) for any other text."""
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise CadenceError("timezone", f"{name!r} is not an IANA timezone name") from exc
+    """The IANA timezone `name`; CadenceError("timezone", ...) for any other text (a
+    folder of the zone database such as "America" too, which is no zone)."""
+    if name not in zone_names():
+        raise CadenceError("timezone", f"{name!r} is not an IANA timezone name")
+    return ZoneInfo(name)
 
 
 def every_seconds(expression: str) -> int | None:

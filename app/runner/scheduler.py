@@ -17,7 +17,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from app.core.faults import report_fault
-from app.domain.cadence import CadenceError
+from app.domain.cadence import CadenceError, zone_names
 from app.domain.models import StoredTask, new_task_id, utcnow
 from app.domain.models import TaskStatus as Status
 from app.domain.schedule import StoredSchedule
@@ -140,6 +140,7 @@ class Scheduler:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         self._watching_since = utcnow()
+        await anyio.to_thread.run_sync(zone_names)  # the zone database's file reads, once
         await self._store.apply_declared_schedules(declared=self._declared)
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._loop)

@@ -110,6 +110,7 @@ def test_the_same_cron_in_two_timezones_fires_at_their_own_local_time() -> None:
         ("@sometimes", "UTC", "cron"),
         ("* * * * *", "Europe/Atlantis", "timezone"),
         ("* * * * *", "", "timezone"),
+        ("* * * * *", "America", "timezone"),
     ],
 )
 def test_a_bad_cron_or_timezone_names_its_field(cron: str, timezone: str, field: str) -> None:
