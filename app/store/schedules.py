@@ -56,7 +56,7 @@ def create(conn: Connection, *, name: str, fields: dict[str, Any]) -> StoredSche
     now = utcnow()
     row = {"name": name, **fields, "since_at": now, "created_at": now, "updated_at": now}
     statement = _dialect_insert(conn)(schedules).values(**row).on_conflict_do_nothing()
-    if not conn.execute(statement).rowcount:
+    if conn.execute(statement.returning(schedules.c.name)).first() is None:
         raise Conflict(f"a schedule named {name!r} exists")
     created = one(conn, name)
     assert created is not None
