@@ -76,20 +76,28 @@ class Scheduler:
         waits = [(at - now).total_seconds() + WAKE_MARGIN_S for at in upcoming if at]
         return max(0.0, min([REFRESH_S, *waits]))
 
+    def _warn(self, schedule: StoredSchedule, problem: str) -> None:
+        """Logs once per schedule why it cannot fire (the others go on)."""
+        if schedule.name not in self._warned:
+            self._warned.add(schedule.name)
+            log.warning("schedule %s does not fire: %s", schedule.name, problem)
+
     def _firing(self, schedule: StoredSchedule, now: datetime) -> Firing | None:
         since = max(schedule.since_at, schedule.last_tick_at or schedule.since_at)
-        due = schedule.cadence.due(
-            since=since,
-            watching_since=self._watching_since,
-            now=now,
-            catchup_s=schedule.catchup_s,
-        )
+        try:
+            due = schedule.cadence.due(
+                since=since,
+                watching_since=self._watching_since,
+                now=now,
+                catchup_s=schedule.catchup_s,
+            )
+        except CadenceError as exc:  # stored before this zone database or cronsim refused it
+            self._warn(schedule, str(exc))
+            return None
         if not due.ticks:
             return None
         if schedule.algorithm not in self._policies.configured:
-            if schedule.name not in self._warned:
-                self._warned.add(schedule.name)
-                log.warning("schedule %s: no algorithm %r", schedule.name, schedule.algorithm)
+            self._warn(schedule, f"no algorithm {schedule.algorithm!r}")
             return None
         policy = self._policies.policy(schedule.algorithm)
         priority = policy.priority if schedule.priority is None else schedule.priority
