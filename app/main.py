@@ -16,6 +16,7 @@ from app.api.limits import BodySizeLimit
 from app.api.openapi import install_openapi
 from app.api.routes import (
     algorithms,
+    bulk,
     debug,
     health,
     keys,
@@ -81,6 +82,7 @@ def create_app(
     app.add_middleware(DefensiveHeaders)  # added last: outermost, so 413s carry them too
     install_error_handlers(app)
     app.include_router(tasks.router)
+    app.include_router(bulk.router)
     app.include_router(updates.router)
     app.include_router(algorithms.router)
     app.include_router(schedules.router)

@@ -34,6 +34,7 @@ from app.runner.runner import Runner
 from app.runner.scheduler import Scheduler
 from app.runner.sweeper import Sweeper
 from app.service.algorithms import AlgorithmService
+from app.service.bulk import BulkActions
 from app.service.callbacks import CallbackReceiver, apply_foreign_update
 from app.service.keys import KeyService
 from app.service.schedules import ScheduleService
@@ -65,6 +66,7 @@ class ReplicaContext:
     keys: KeyService
     rate: RequestRate
     algorithms: AlgorithmService
+    bulk: BulkActions
     schedules: ScheduleService
     # unix://… of the embedded redis-server; None when TASKBEAT_REDIS_URL names a Redis
     embedded_redis_url: str | None = None
@@ -206,6 +208,7 @@ async def running_replica(settings: Settings) -> AsyncIterator[ReplicaContext]:
                     keys,
                     RequestRate(redis_client, live.keys),
                     AlgorithmService(runner),
+                    BulkActions(service),
                     ScheduleService(runner, scheduler),
                     embedded_redis_url=None if settings.redis_url else redis_url,
                 )

@@ -41,7 +41,9 @@ def truncate_tasks(url: str) -> None:
         " IF to_regclass('api_keys') IS NOT NULL THEN TRUNCATE api_keys; END IF;"
         " IF to_regclass('algorithm_policies') IS NOT NULL"
         " THEN TRUNCATE algorithm_policies, task_attempts; END IF;"
-        " IF to_regclass('schedules') IS NOT NULL THEN TRUNCATE schedules; END IF; END $$"
+        " IF to_regclass('idempotency_keys') IS NOT NULL THEN TRUNCATE idempotency_keys; END IF;"
+        " IF to_regclass('schedules') IS NOT NULL THEN TRUNCATE schedules; END IF;"
+        " END $$"
     )
     asyncio.run(_execute(url, statement))
 

@@ -8,10 +8,11 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from app.api.auth import principal_of
-from app.api.params import last_event_id, task_id_in_path
+from app.api.params import idempotency_key, last_event_id, task_id_in_path
 from app.domain.keys import Principal
 from app.replica import ReplicaContext
 from app.service.algorithms import AlgorithmService
+from app.service.bulk import BulkActions
 from app.service.callbacks import CallbackReceiver
 from app.service.keys import KeyService
 from app.service.schedules import ScheduleService
@@ -52,6 +53,10 @@ async def get_keys(request: Request) -> KeyService:
     return _context(request).keys
 
 
+async def get_bulk(request: Request) -> BulkActions:
+    return _context(request).bulk
+
+
 async def get_principal(request: Request) -> Principal:
     """Who the request speaks for, as the auth layer found (app.api.auth)."""
     return principal_of(request.scope)
@@ -64,6 +69,8 @@ SchedulesDep = Annotated[ScheduleService, Depends(get_schedules)]
 WatchDep = Annotated[TaskWatcher, Depends(get_watch)]
 CallbacksDep = Annotated[CallbackReceiver, Depends(get_callbacks)]
 KeysDep = Annotated[KeyService, Depends(get_keys)]
+BulkDep = Annotated[BulkActions, Depends(get_bulk)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 TaskIdDep = Annotated[str, Depends(task_id_in_path)]
 LastEventIdDep = Annotated[int, Depends(last_event_id)]
+IdempotencyKeyDep = Annotated[str | None, Depends(idempotency_key)]

@@ -8,6 +8,7 @@ from app.core.digits import ascii_int
 from app.domain.errors import InvalidRequest, NotFound
 from app.domain.models import is_task_id
 
+IDEMPOTENCY_KEY_PATTERN = r"^[\x20-\x7e]+$"  # printable ASCII
 MAX_EVENT_ID_DIGITS = 18  # event ids are attempt * 1000 + ...: far below 10**18
 
 
@@ -39,3 +40,19 @@ async def last_event_id(
     ] = None,
 ) -> int:
     return parse_event_id(last_event_id)
+
+
+async def idempotency_key(
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            description="makes the create safe to repeat: the same key with the same body "
+            "within TASKBEAT_IDEMPOTENCY_TTL_S answers the first task (200, "
+            "Idempotent-Replayed: true); 1 to 255 printable ASCII characters",
+            min_length=1,
+            max_length=255,
+            pattern=IDEMPOTENCY_KEY_PATTERN,
+        ),
+    ] = None,
+) -> str | None:
+    return idempotency_key

@@ -5,7 +5,7 @@ import sys
 from collections.abc import Sequence
 from importlib import metadata
 
-from app.cli import algorithms, heartbeats, keys, schedules, serve, tasks
+from app.cli import algorithms, bulk, heartbeats, keys, schedules, serve, tasks
 
 
 def version_text() -> str:
@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     serve.add_commands(commands)
     tasks.add_commands(commands)
+    bulk.add_commands(commands)
     algorithms.add_commands(commands)
     schedules.add_commands(commands)
     heartbeats.add_command(commands)

@@ -1,4 +1,4 @@
-"""`taskbeat tasks create | get | list | wait | cancel`: tasks from a shell.
+"""`taskbeat tasks create | get | list | wait | cancel | retry`: tasks from a shell.
 
 Exit status: 0 ok, 1 API error (or a wait that ran out of time), 3 server unreachable.
 """
@@ -88,7 +88,9 @@ def create(client: TaskbeatClient, args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"taskbeat: --input is not JSON: {exc}", file=sys.stderr)
         return EXIT_API_ERROR
-    task = client.create(args.algorithm, task_input, timeout_s=args.timeout_s)
+    task = client.create(
+        args.algorithm, task_input, timeout_s=args.timeout_s, idempotency_key=args.idempotency_key
+    )
     if args.wait:
         task = wait_with_bar(client, task.task_id, args.wait_timeout_s)
     _show_task(task, args)
@@ -108,6 +110,11 @@ def wait(client: TaskbeatClient, args: argparse.Namespace) -> int:
 
 def cancel(client: TaskbeatClient, args: argparse.Namespace) -> int:
     _show_task(client.cancel(args.task_id), args)
+    return EXIT_OK
+
+
+def retry(client: TaskbeatClient, args: argparse.Namespace) -> int:
+    _show_task(client.retry(args.task_id), args)
     return EXIT_OK
 
 
@@ -141,6 +148,9 @@ def add_commands(commands: "SubCommands") -> None:
     create_parser.add_argument("algorithm", help="e.g. hello")
     create_parser.add_argument("--input", default="{}", help="the input, a JSON object")
     create_parser.add_argument("--timeout-s", type=int, help="the task's own timeout")
+    create_parser.add_argument(
+        "--idempotency-key", help="a repeat with this key answers the first task, not a new one"
+    )
     create_parser.add_argument("--wait", action="store_true", help="wait until it finishes")
     create_parser.add_argument(
         "--wait-timeout-s", type=float, default=3600.0, help="give up waiting after this"
@@ -162,3 +172,6 @@ def add_commands(commands: "SubCommands") -> None:
     add_api_command(verbs, "cancel", cancel, "cancel a pending or running task").add_argument(
         "task_id"
     )
+    add_api_command(
+        verbs, "retry", retry, "run a failed, cancelled or timed-out task again"
+    ).add_argument("task_id")

@@ -4,6 +4,7 @@ and responses and stream events turned into models or errors."""
 import json
 import os
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -69,6 +70,28 @@ def create_body(
     if timeout_s is not None:
         body["timeout_s"] = timeout_s
     return body
+
+
+def idempotency_headers(idempotency_key: str | None) -> dict[str, str]:
+    return {} if idempotency_key is None else {"Idempotency-Key": idempotency_key}
+
+
+def bulk_filter(
+    algorithm: str | None,
+    status: TaskStatus | str | None,
+    created_before: datetime | str | None,
+    schedule: str | None = None,
+) -> dict[str, str]:
+    """The body of a bulk action: only the fields given."""
+    if isinstance(created_before, datetime):
+        created_before = created_before.isoformat()
+    fields = {
+        "algorithm": algorithm,
+        "status": status,
+        "created_before": created_before,
+        "schedule": schedule,
+    }
+    return {name: str(value) for name, value in fields.items() if value is not None}
 
 
 def list_params(

@@ -180,6 +180,11 @@ class Settings(BaseSettings):
     key_max_unfinished: int = Field(
         default=10000, ge=1, description="unfinished tasks per key at once, over all replicas"
     )
+    idempotency_ttl_s: int = Field(
+        default=86400,
+        ge=1,
+        description="how long an Idempotency-Key of a create answers its first task",
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -5,7 +5,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import Strict, field_validator
+from pydantic import BaseModel, ConfigDict, Strict, field_validator
+from pydantic import Field as PydanticField
 from sqlalchemy import JSON, DateTime, Index, String, TypeDecorator
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -29,6 +30,8 @@ FINISHED: frozenset[TaskStatus] = frozenset(
     {TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.TIMED_OUT}
 )
 UNFINISHED: frozenset[TaskStatus] = frozenset(set(TaskStatus) - FINISHED)
+# The finished statuses a re-run may start again from (a success is never re-run).
+RERUNNABLE: frozenset[TaskStatus] = FINISHED - {TaskStatus.SUCCEEDED}
 
 
 def utcnow() -> datetime:
@@ -199,6 +202,20 @@ class TaskAttempt(SQLModel, table=True):
     finished_at: datetime | None = _time_column()
 
 
+class IdempotencyKey(SQLModel, table=True):
+    """An Idempotency-Key of a create, per API key (`scope`, "" with auth off): the primary
+    key makes a second create with it, on any replica, find the first one's task."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (Index("ix_idempotency_keys_expires", "expires_at"),)
+
+    scope: str = Field(primary_key=True, max_length=32)
+    key: str = Field(primary_key=True, max_length=255)
+    body_hash: str = Field(max_length=64)  # sha256 of the create's canonical body
+    task_id: str = Field(max_length=36)
+    expires_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
 class AttemptPublic(SQLModel):
     attempt: int
     status: str
@@ -236,3 +253,35 @@ class TaskPublic(SQLModel):
 class TaskPage(SQLModel):
     items: list[TaskPublic]
     next_cursor: str | None
+
+
+class BulkFilter(BaseModel):
+    """Which tasks a bulk action takes (every field optional; all given must match)."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt field must not widen the action
+
+    # printable text only (PostgreSQL cannot compare a NUL)
+    algorithm: str | None = PydanticField(
+        default=None, min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$"
+    )
+    status: TaskStatus | None = None
+    created_before: datetime | None = None
+    schedule: str | None = PydanticField(
+        default=None, min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$"
+    )
+
+    @field_validator("created_before")
+    @classmethod
+    def _as_utc(cls, value: datetime | None) -> datetime | None:
+        """In UTC (a time without a zone is taken as UTC)."""
+        if value is None:
+            return None
+        try:
+            return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+        except OverflowError:
+            raise ValueError("out of range once in UTC") from None
+
+
+class BulkAnswer(BaseModel):
+    matched: int  # tasks the filter found that the action applies to
+    changed: int  # of those, the ones this call changed

@@ -211,6 +211,19 @@ class LiveState:
                 "task %s: cancel message not sent (%s); the owner sees it later", task_id, exc
             )
 
+    async def publish_cancels(self, task_ids: Sequence[str]) -> None:
+        """`publish_cancel` for many tasks, in one round trip."""
+        if not task_ids:
+            return
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for task_id in task_ids:
+                    pipe.publish(self.keys.cancel_channel, task_id)
+                await pipe.execute()
+        except REDIS_AWAY as exc:
+            count = len(task_ids)
+            log.warning("%d cancel messages not sent (%s); owners see them later", count, exc)
+
     async def take_sweeper_lock(self, token: str, ttl_s: float) -> bool:
         """Only one replica sweeps at a time; without Redis, sweep anyway (updates are CAS)."""
         try:

@@ -3,6 +3,7 @@ that died, or tasks handed back on shutdown) and moves each on exactly once."""
 
 import logging
 import secrets
+import time
 from datetime import timedelta
 
 import anyio
@@ -12,9 +13,10 @@ from app.core.faults import every
 from app.domain.models import StoredTask, TaskStatus, utcnow
 from app.domain.policy import Policy
 from app.runner.local_runs import LoopParts
-from app.store import Takeover
+from app.store import EXPIRED_KEYS_PER_SWEEP, Takeover
 
 log = logging.getLogger(__name__)
+KEY_SWEEP_EVERY_S = 30.0
 
 
 def plan_for(task: StoredTask, *, replica_id: str, policy: Policy) -> Takeover:
@@ -45,6 +47,7 @@ class Sweeper:
         self._updates = parts.updates
         self._runs = parts.runs
         self._replica_id = parts.replica_id
+        self._next_key_sweep_s = 0.0  # monotonic time of the next sweep of expired keys
 
     async def sweep_once(self) -> None:
         token = secrets.token_hex(8)
@@ -55,8 +58,17 @@ class Sweeper:
             await self._forget_silent_replicas()
             if self._runs.accepting:
                 await self._take_over_abandoned()
+            await self._sweep_idempotency_keys()
         finally:
             await self._live.release_sweeper_lock(token)
+
+    async def _sweep_idempotency_keys(self) -> None:
+        """One bounded delete of expired keys now and then; at once again while a sweep
+        finds a full batch."""
+        if time.monotonic() < self._next_key_sweep_s:
+            return
+        if await self._store.sweep_idempotency_keys() < EXPIRED_KEYS_PER_SWEEP:
+            self._next_key_sweep_s = time.monotonic() + KEY_SWEEP_EVERY_S
 
     async def _forget_silent_replicas(self) -> None:
         silent_for_s = self._settings.lease_duration_s

@@ -1,5 +1,7 @@
 """The task service: what the API does, over the store, the runner and the live state."""
 
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +13,7 @@ from app.algorithms.registry import Registry
 from app.core.config import Settings
 from app.domain.errors import Conflict, InvalidRequest, NotFound, StoreUnavailable
 from app.domain.models import (
+    RERUNNABLE,
     AttemptPublic,
     StoredTask,
     TaskCreate,
@@ -23,9 +26,22 @@ from app.domain.models import (
 from app.live.state import LiveState
 from app.live.updates import UpdateHub
 from app.runner.runner import Runner
-from app.store import TaskStore
+from app.store import Created, IdempotencyClaim, TaskStore
 
 CANCEL_WAIT_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class CreateAnswer:
+    task: TaskPublic
+    replayed: bool = False  # an idempotency key's first task, not a new one
+
+
+def body_hash(request: TaskCreate) -> str:
+    """What an idempotency key answers to: the create's fields, hashed (the same fields in
+    another order or spacing are the same body)."""
+    canonical = json.dumps(request.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 @dataclass
@@ -37,10 +53,18 @@ class TaskService:
     registry: Registry
     updates: UpdateHub
 
-    async def create(self, request: TaskCreate, *, api_key_id: str | None = None) -> TaskPublic:
+    async def create(
+        self,
+        request: TaskCreate,
+        *,
+        api_key_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> CreateAnswer:
         """Stores the task (committed before this returns); its run starts at once when
         this replica has a free slot and its algorithm room, else it waits in the queue.
-        `api_key_id` is the key that creates (and owns) it."""
+        `api_key_id` is the key that creates (and owns) it. With `idempotency_key`, a key
+        of this API key's already used within TASKBEAT_IDEMPOTENCY_TTL_S answers its first
+        task (`replayed`), or InvalidRequest if that create had another body."""
         self.registry.validate(request.algorithm, request.input)
         policy = self.runner.policies.policy(request.algorithm)
         timeout_s = request.timeout_s or policy.timeout_s
@@ -58,18 +82,39 @@ class TaskService:
             created_at=utcnow(),
             api_key_id=api_key_id,
         )
+        claim = None
+        if idempotency_key is not None:
+            scope = api_key_id or ""
+            ttl_s = self.settings.idempotency_ttl_s
+            claim = IdempotencyClaim(scope, idempotency_key, body_hash(request), ttl_s)
         reserved = self.runner.reserve_slot()
         start_for = self.runner.replica_id if reserved else None
         configured = self.runner.policies.configured.get(request.algorithm)
         try:
-            task = await self.store.insert_task(task=task, start_for=start_for, policy=configured)
+            created = await self.store.insert_task(
+                task=task, start_for=start_for, policy=configured, idempotency=claim
+            )
         except (SQLAlchemyError, OSError) as exc:
             if reserved:
                 self.runner.release_slot()
             raise StoreUnavailable(f"the database could not store the task: {exc}") from exc
-        self.runner.metrics.task_created(task.algorithm)
-        self.runner.admission.created(task, reserved=reserved)
-        return TaskPublic.model_validate(task, from_attributes=True)
+        if created.replayed:
+            if reserved:
+                self.runner.release_slot()
+            return CreateAnswer(await self._replayed(created), replayed=True)
+        assert created.task is not None  # a create that was no replay stored its task
+        self.runner.metrics.task_created(created.task.algorithm)
+        self.runner.admission.created(created.task, reserved=reserved)
+        return CreateAnswer(TaskPublic.model_validate(created.task, from_attributes=True))
+
+    async def _replayed(self, created: Created) -> TaskPublic:
+        """The first task of an idempotency key, as it is now."""
+        if created.task is None:
+            raise InvalidRequest("Idempotency-Key: its task was deleted; use another key")
+        if not created.same_body:
+            raise InvalidRequest("Idempotency-Key: already used with another body; use another key")
+        (task,) = await self.public([created.task])
+        return task
 
     async def attempts(self, task_id: str, *, visible_to: str | None = None) -> list[AttemptPublic]:
         """Every run of the task: the ended ones, then the one under way."""
@@ -176,6 +221,36 @@ class TaskService:
             with anyio.move_on_after(CANCEL_WAIT_S):
                 await run.ended.wait()
         return await self.get(task_id)
+
+    async def retry(
+        self, task_id: str, *, visible_to: str | None = None, api_key_id: str | None = None
+    ) -> TaskPublic:
+        """Runs a failed, cancelled or timed-out task again as its next attempt (Conflict for
+        any other); the earlier attempts stay. `api_key_id`, the key asking, goes to the
+        transition log."""
+        task = await self._load(task_id, visible_to)
+        moved = None
+        if task.status in RERUNNABLE:
+            moved = await self.store.rerun(
+                task_id=task_id, replica=self.runner.replica_id, api_key_id=api_key_id
+            )
+        if moved is None:
+            now = await self._load(task_id, visible_to)
+            raise Conflict(
+                f"task {task_id} is {now.status.value}: only a failed, cancelled or "
+                "timed-out task runs again"
+            )
+        await self.requeued([moved])
+        (public,) = await self.public([moved])
+        return public
+
+    async def requeued(self, tasks: Sequence[StoredTask]) -> None:
+        """Tells watchers and every replica's admission (at once) that these wait again."""
+        for task in tasks:
+            self.updates.status_changed(task.task_id, TaskStatus.PENDING, task.attempt)
+            self.runner.admission.queued(task.algorithm)
+        if tasks:
+            await self.runner.admission.publish()
 
     async def _stop_here(self, task_id: str) -> TaskPublic | None:
         """A run under way on this replica: its job stops at once and the run's own final

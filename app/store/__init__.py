@@ -25,16 +25,29 @@ from app.domain.models import FINISHED, AttemptPublic, StoredTask, TaskEvent, Ta
 from app.domain.outcome import Outcome
 from app.domain.policy import Policy
 from app.domain.schedule import ScheduledTask, StoredSchedule
-from app.store import claims, events, leases, policies, reads, runs, schedules
+from app.store import bulk, claims, events, idempotency, leases, policies, reads, runs, schedules
+from app.store.bulk import Selection
 from app.store.cancels import Cancel, CancelAnswer
 from app.store.cursors import decode_cursor
+from app.store.idempotency import IdempotencyClaim
 from app.store.leases import Renewal, Takeover, lease_deadline
+from app.store.runs import Created
 
-__all__ = ["CancelAnswer", "Renewal", "Takeover", "TaskStore", "lease_deadline"]
+__all__ = [
+    "CancelAnswer",
+    "Created",
+    "IdempotencyClaim",
+    "Renewal",
+    "Selection",
+    "Takeover",
+    "TaskStore",
+    "lease_deadline",
+]
 
 # Rows one shared transaction may carry (well under SQLite's bound-parameter limit).
 MAX_BATCH = 256
 EXPIRED_PER_SWEEP = 500
+EXPIRED_KEYS_PER_SWEEP = 1000
 
 
 class TaskStore:
@@ -58,13 +71,24 @@ class TaskStore:
     # ----- create and read -------------------------------------------------------------
 
     async def insert_task(
-        self, *, task: StoredTask, start_for: str | None = None, policy: Policy | None = None
-    ) -> StoredTask:
-        """Stores a new task; returns it as committed. With `start_for` (and the configured
+        self,
+        *,
+        task: StoredTask,
+        start_for: str | None = None,
+        policy: Policy | None = None,
+        idempotency: IdempotencyClaim | None = None,
+    ) -> Created:
+        """Stores a new task; answers it as committed. With `start_for` (and the configured
         `policy` of its algorithm), it is stored already running for that replica when the
-        algorithm has room over the cluster, else waiting in the queue."""
-        stored: StoredTask = await self._writes.submit(runs.Create(task, start_for, policy))
-        return stored
+        algorithm has room over the cluster, else waiting in the queue. With `idempotency`,
+        a key taken already stores nothing and answers the key's first task."""
+        create = runs.Create(task, start_for, policy, idempotency)
+        created: Created = await self._writes.submit(create)
+        return created
+
+    async def sweep_idempotency_keys(self, *, limit: int = EXPIRED_KEYS_PER_SWEEP) -> int:
+        """Deletes up to `limit` expired idempotency keys; returns how many."""
+        return await self.db.write(lambda conn: idempotency.sweep_expired(conn, limit=limit))
 
     async def get_task(self, *, task_id: str) -> StoredTask | None:
         """The task as committed when the call was made. Lookups made meanwhile share one
@@ -167,6 +191,29 @@ class TaskStore:
             Cancel(task_id, replica, api_key_id)
         )
         return answer
+
+    async def rerun(
+        self, *, task_id: str, replica: str, api_key_id: str | None = None
+    ) -> StoredTask | None:
+        """A failed, cancelled or timed-out task back in the queue for its next attempt;
+        None when it is not one of those (or unknown)."""
+        moved = await self.db.write(
+            lambda conn: bulk.rerun(conn, [task_id], replica=replica, api_key_id=api_key_id)
+        )
+        return moved[0] if moved else None
+
+    async def cancel_page(
+        self, *, selection: Selection, after: str
+    ) -> tuple[list[str], list[CancelAnswer | None]]:
+        """Cancels the next page (by task id, after `after`) of the unfinished tasks
+        selected whose cancel nobody asked yet; returns the ids matched and the answers."""
+        return await self.db.write(lambda conn: bulk.cancel_page(conn, selection, after=after))
+
+    async def rerun_page(
+        self, *, selection: Selection, after: str
+    ) -> tuple[list[str], list[StoredTask]]:
+        """Re-runs the next page of the re-runnable tasks selected."""
+        return await self.db.write(lambda conn: bulk.rerun_page(conn, selection, after=after))
 
     async def request_cancel(self, *, task_id: str, api_key_id: str | None = None) -> bool:
         """Records a cancel so whoever runs the task honours it, whatever its status now (as

@@ -15,7 +15,9 @@ from app.domain.outcome import Outcome
 from app.domain.policy import Policy
 from app.store.cancels import Cancel, cancel_batch
 from app.store.events import Transition, log_transitions
+from app.store.idempotency import Holder, IdempotencyClaim, KeyId, take_keys
 from app.store.policies import lock_policies, log_attempts, room_for
+from app.store.reads import tasks_by_id
 from app.store.tables import UNFINISHED_VALUES, task_from_row, tasks
 
 
@@ -27,6 +29,18 @@ class Create:
     task: StoredTask
     start_for: str | None = None
     policy: Policy | None = None  # the configured policy (the row's fields go over it)
+    idempotency: IdempotencyClaim | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    """What a create stored, or, when its idempotency key was taken, the key's first task
+    (`replayed`; `same_body` False: the key was used with another body; `task` None: the
+    key's task is gone)."""
+
+    task: StoredTask | None
+    replayed: bool = False
+    same_body: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,9 +72,53 @@ def _started_at_once(conn: Connection, creates: Sequence[Create]) -> set[int]:
     return chosen
 
 
-def insert_batch(conn: Connection, creates: Sequence[Create]) -> list[StoredTask]:
-    """Inserts the tasks, pending in the queue or already running (one write saved);
-    returns each task as stored."""
+def _replays(conn: Connection, creates: Sequence[Create]) -> dict[int, tuple[str, bool]]:
+    """Takes the creates' idempotency keys (the first create of a key in the batch claims
+    it); index -> (task id, same body) of each create whose key was taken already."""
+    first: dict[KeyId, int] = {}
+    claims: list[tuple[IdempotencyClaim, str]] = []
+    for i, create in enumerate(creates):
+        claim = create.idempotency
+        if claim is not None and claim.key_id not in first:
+            first[claim.key_id] = i
+            claims.append((claim, create.task.task_id))
+    if not claims:
+        return {}
+    taken, holders = take_keys(conn, claims)
+    replays = {}
+    for i, create in enumerate(creates):
+        claim = create.idempotency
+        if claim is None or (claim.key_id in taken and first[claim.key_id] == i):
+            continue
+        winner = creates[first[claim.key_id]]
+        if claim.key_id in taken and winner.idempotency is not None:
+            holder = Holder(winner.idempotency.body_hash, winner.task.task_id)
+        else:
+            holder = holders.get(claim.key_id, Holder("", ""))
+        replays[i] = (holder.task_id, holder.body_hash == claim.body_hash)
+    return replays
+
+
+def insert_batch(conn: Connection, creates: Sequence[Create]) -> list[Created]:
+    """Inserts the new tasks, pending in the queue or already running (one write saved);
+    a create whose idempotency key was taken inserts nothing and answers the key's task."""
+    replays = _replays(conn, creates)
+    fresh = [create for i, create in enumerate(creates) if i not in replays]
+    stored = {task.task_id: task for task in _insert_tasks(conn, fresh)} if fresh else {}
+    replayed_ids = [task_id for task_id, _ in replays.values() if task_id not in stored]
+    if replayed_ids:
+        stored.update((t.task_id, t) for t in tasks_by_id(conn, replayed_ids) if t is not None)
+    answers = []
+    for i, create in enumerate(creates):
+        if i in replays:
+            task_id, same_body = replays[i]
+            answers.append(Created(stored.get(task_id), replayed=True, same_body=same_body))
+        else:
+            answers.append(Created(stored[create.task.task_id]))
+    return answers
+
+
+def _insert_tasks(conn: Connection, creates: Sequence[Create]) -> list[StoredTask]:
     now = utcnow()
     at_once = _started_at_once(conn, creates)
     stored = []

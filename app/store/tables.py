@@ -5,6 +5,7 @@ from sqlalchemy.engine import RowMapping
 from app.domain.models import (
     UNFINISHED,
     AlgorithmPolicy,
+    IdempotencyKey,
     Replica,
     StoredTask,
     Task,
@@ -18,6 +19,7 @@ task_events = TaskEvent.__table__  # type: ignore[attr-defined]
 replicas = Replica.__table__  # type: ignore[attr-defined]
 policies = AlgorithmPolicy.__table__  # type: ignore[attr-defined]
 attempts = TaskAttempt.__table__  # type: ignore[attr-defined]
+idempotency_keys = IdempotencyKey.__table__  # type: ignore[attr-defined]
 schedules = ScheduleRow.__table__  # type: ignore[attr-defined]
 UNFINISHED_VALUES = [status.value for status in UNFINISHED]
 

@@ -124,3 +124,24 @@ async def test_every_second_fires_tasks_listed_by_schedule(client: httpx.AsyncCl
     made = {task["task_id"] for task in shown["recent_tasks"]}
     assert {task["task_id"] for task in page["items"]} <= made
     assert shown["last_tick_at"] is not None
+
+
+async def test_bulk_cancel_by_schedule_takes_only_its_tasks(client: httpx.AsyncClient) -> None:
+    other = await client.post("/v1/tasks", json={"algorithm": "hello", "input": {"hang": True}})
+    assert other.status_code == 202
+    hanging = {"name": "hang", "cron": "@every 1s", "overlap": "allow", "input": {"hang": True}}
+    assert (await post(client, **hanging)).status_code == 201
+    with anyio.fail_after(10):
+        while True:
+            page = (await client.get("/v1/tasks", params={"schedule": "hang"})).json()
+            if len(page["items"]) >= 2:
+                break
+            await anyio.sleep(0.1)
+    assert (await client.post("/v1/schedules/hang/pause")).status_code == 200
+    made = (await client.get("/v1/tasks", params={"schedule": "hang"})).json()["items"]
+    answer = await client.post("/v1/bulk/cancel", json={"schedule": "hang"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["matched"] == len(made)
+    kept = (await client.get(f"/v1/tasks/{other.json()['task_id']}")).json()
+    assert kept["status"] in ("pending", "running")
+    await client.post(f"/v1/tasks/{kept['task_id']}/cancel")

@@ -213,3 +213,31 @@ def test_schedules_create_list_show_set_pause_resume_delete(served: dict[str, st
     assert taskbeat(served, "schedules", "delete", "beat").returncode == 0
     missing = taskbeat(served, "schedules", "show", "beat")
     assert missing.returncode == 1
+
+
+def test_idempotent_create_retry_and_bulk(served: dict[str, str]) -> None:
+    create = ("tasks", "create", "hello", "--input", '{"hang":true}', "--json")
+    first = parsed(taskbeat(served, *create, "--idempotency-key", "cli-1"))
+    again = parsed(taskbeat(served, *create, "--idempotency-key", "cli-1"))
+    assert again["task_id"] == first["task_id"]
+    other = parsed(taskbeat(served, *create))
+    assert other["task_id"] != first["task_id"]
+
+    early = taskbeat(served, "tasks", "retry", first["task_id"])
+    assert early.returncode == 1
+    assert "409 conflict" in early.stderr
+
+    cancelled = parsed(taskbeat(served, "bulk", "cancel", "--algorithm", "hello", "--json"))
+    assert cancelled == {"matched": 2, "changed": 2}
+    shown = taskbeat(served, "bulk", "cancel", "--status", "running")
+    assert shown.returncode == 0, shown.stderr
+    assert "matched" in shown.stdout
+    for task_id in (first["task_id"], other["task_id"]):
+        waited = parsed(taskbeat(served, "tasks", "wait", task_id, "--timeout-s", "5", "--json"))
+        assert waited["status"] == "cancelled"
+
+    rerun = parsed(taskbeat(served, "tasks", "retry", first["task_id"], "--json"))
+    assert rerun["status"] in ("pending", "running")
+    retried = parsed(taskbeat(served, "bulk", "retry", "--status", "cancelled", "--json"))
+    assert retried == {"matched": 1, "changed": 1}
+    parsed(taskbeat(served, "bulk", "cancel", "--json"))

@@ -1,10 +1,17 @@
-"""/v1/tasks: create, read, list, cancel."""
+"""/v1/tasks: create, read, list, cancel, re-run."""
 
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
 
-from app.api.deps import KeysDep, PrincipalDep, ServiceDep, TaskIdDep, WatchDep
+from app.api.deps import (
+    IdempotencyKeyDep,
+    KeysDep,
+    PrincipalDep,
+    ServiceDep,
+    TaskIdDep,
+    WatchDep,
+)
 from app.api.errors import error_responses
 from app.api.json_body import StrictJSONRoute
 from app.domain.models import TaskCreate, TaskPage, TaskPublic, TaskStatus
@@ -21,17 +28,35 @@ NAME_PATTERN = r"^[^\x00-\x1f\x7f]+$"
     status_code=status.HTTP_202_ACCEPTED,
     response_model=TaskPublic,
     responses={
+        200: {
+            "model": TaskPublic,
+            "description": "a replay: the first task of this Idempotency-Key, as it is now",
+            "headers": {
+                "Idempotent-Replayed": {"schema": {"type": "string", "enum": ["true"]}},
+                "Location": {"schema": {"type": "string"}},
+            },
+        },
         202: {"headers": {"Location": {"schema": {"type": "string"}}}},
         **error_responses(422, 429, 503),
     },
 )
 async def create_task(
-    body: TaskCreate, service: ServiceDep, response: Response, who: PrincipalDep, keys: KeysDep
+    body: TaskCreate,
+    service: ServiceDep,
+    response: Response,
+    who: PrincipalDep,
+    keys: KeysDep,
+    idempotency_key: IdempotencyKeyDep,
 ) -> TaskPublic:
+    """Creates a task (202); with an Idempotency-Key already used for the same body, answers
+    that first task instead (200, Idempotent-Replayed: true)."""
     await keys.check_unfinished(who)
-    task = await service.create(body, api_key_id=who.key_id)
-    response.headers["Location"] = f"/v1/tasks/{task.task_id}"
-    return task
+    answer = await service.create(body, api_key_id=who.key_id, idempotency_key=idempotency_key)
+    response.headers["Location"] = f"/v1/tasks/{answer.task.task_id}"
+    if answer.replayed:
+        response.status_code = status.HTTP_200_OK
+        response.headers["Idempotent-Replayed"] = "true"
+    return answer.task
 
 
 @router.get("", response_model=TaskPage, responses=error_responses(422, 503))
@@ -86,3 +111,15 @@ async def cancel_task(
     if not task.status.finished:  # running on another replica: wait for its word
         task = await watch.wait(task_id, CANCEL_WAIT_S)
     return task
+
+
+@router.post(
+    "/{task_id}/retry",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=TaskPublic,
+    responses=error_responses(404, 409, 503),
+)
+async def retry_task(task_id: TaskIdDep, service: ServiceDep, who: PrincipalDep) -> TaskPublic:
+    """Runs a failed, cancelled or timed-out task again as its next attempt (its earlier
+    attempts stay in /attempts); 409 for an unfinished or succeeded task."""
+    return await service.retry(task_id, visible_to=who.task_scope, api_key_id=who.key_id)

@@ -8,6 +8,7 @@ Each call builds its request and reads its answer with app.client.wire; only the
 import builtins
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
@@ -49,11 +50,18 @@ class TaskbeatClient:
             raise wire.connection_error(self.base_url, exc) from exc
 
     def create(
-        self, algorithm: str, input: dict[str, Any] | None = None, timeout_s: int | None = None
+        self,
+        algorithm: str,
+        input: dict[str, Any] | None = None,
+        timeout_s: int | None = None,
+        *,
+        idempotency_key: str | None = None,
     ) -> TaskPublic:
-        """Creates a task; it runs at once (or when a slot frees) on the server."""
+        """Creates a task; it runs at once (or when a slot frees) on the server. With
+        `idempotency_key`, a repeat of the same create answers the first task."""
         body = wire.create_body(algorithm, input, timeout_s)
-        return wire.parse_task(self._request("POST", "/v1/tasks", json=body))
+        headers = wire.idempotency_headers(idempotency_key)
+        return wire.parse_task(self._request("POST", "/v1/tasks", json=body, headers=headers))
 
     def get(self, task_id: str) -> TaskPublic:
         return wire.parse_task(self._request("GET", f"/v1/tasks/{task_id}"))
@@ -89,6 +97,34 @@ class TaskbeatClient:
 
     def cancel(self, task_id: str) -> TaskPublic:
         return wire.parse_task(self._request("POST", f"/v1/tasks/{task_id}/cancel"))
+
+    def retry(self, task_id: str) -> TaskPublic:
+        """Runs a failed, cancelled or timed-out task again, as its next attempt."""
+        return wire.parse_task(self._request("POST", f"/v1/tasks/{task_id}/retry"))
+
+    def bulk_cancel(
+        self,
+        *,
+        algorithm: str | None = None,
+        status: TaskStatus | str | None = None,
+        created_before: datetime | str | None = None,
+        schedule: str | None = None,
+    ) -> dict[str, int]:
+        """Cancels every unfinished task the filter matches: {"matched", "changed"}."""
+        body = wire.bulk_filter(algorithm, status, created_before, schedule)
+        return dict(wire.parse_json(self._request("POST", "/v1/bulk/cancel", json=body)))
+
+    def bulk_retry(
+        self,
+        *,
+        algorithm: str | None = None,
+        status: TaskStatus | str | None = None,
+        created_before: datetime | str | None = None,
+        schedule: str | None = None,
+    ) -> dict[str, int]:
+        """Runs every failed, cancelled or timed-out task the filter matches again."""
+        body = wire.bulk_filter(algorithm, status, created_before, schedule)
+        return dict(wire.parse_json(self._request("POST", "/v1/bulk/retry", json=body)))
 
     def stats(self) -> dict[str, Any]:
         return dict(wire.parse_json(self._request("GET", "/v1/stats")))
