@@ -1,6 +1,7 @@
 """Schedules as an operated resource: create, read (with the next tick and the last tasks
 made), change, pause, resume, delete; every change is in force on every replica at once."""
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,6 +10,7 @@ from pydantic import ValidationError
 from app.domain.errors import InvalidRequest, NotFound
 from app.domain.models import utcnow
 from app.domain.schedule import (
+    NAME_PATTERN,
     ScheduleChange,
     ScheduleCreate,
     ScheduleFields,
@@ -29,6 +31,13 @@ def invalid(exc: ValidationError) -> InvalidRequest:
     field = ".".join(str(part) for part in error["loc"]) or "body"
     message = str(error["msg"]).removeprefix("Value error, ")
     return InvalidRequest(f"{field}: {message}")
+
+
+def known_name(name: str) -> str:
+    """`name`, if a schedule may have it; NotFound otherwise (before any SQL sees it)."""
+    if re.fullmatch(NAME_PATTERN, name) is None:
+        raise NotFound(f"no schedule {name[:64]!r}")
+    return name
 
 
 @dataclass
@@ -56,7 +65,7 @@ class ScheduleService:
         return [self._public(schedule) for schedule in await self.runner.store.all_schedules()]
 
     async def get(self, name: str) -> SchedulePublic:
-        schedule = await self.runner.store.schedule(name=name)
+        schedule = await self.runner.store.schedule(name=known_name(name))
         if schedule is None:
             raise NotFound(f"no schedule {name!r}")
         recent = await self.runner.store.recent_scheduled(name=name)
@@ -73,7 +82,7 @@ class ScheduleService:
     async def change(self, name: str, changes: dict[str, Any]) -> SchedulePublic:
         if "name" in changes:
             raise InvalidRequest("name: a schedule cannot be renamed")
-        current = await self.runner.store.schedule(name=name)
+        current = await self.runner.store.schedule(name=known_name(name))
         if current is None:
             raise NotFound(f"no schedule {name!r}")
         try:
@@ -101,6 +110,6 @@ class ScheduleService:
         return await self.change(name, {"paused": False})
 
     async def delete(self, name: str) -> None:
-        if not await self.runner.store.delete_schedule(name=name):
+        if not await self.runner.store.delete_schedule(name=known_name(name)):
             raise NotFound(f"no schedule {name!r}")
         await self._changed()
