@@ -30,6 +30,7 @@ from app.live.updates import UpdateHub
 from app.native import JobWatcher, load_library
 from app.runner.heartbeat import Heartbeat
 from app.runner.local_runs import LoopParts
+from app.runner.retention import Retention
 from app.runner.runner import Runner
 from app.runner.scheduler import Scheduler
 from app.runner.sweeper import Sweeper
@@ -188,6 +189,7 @@ async def running_replica(settings: Settings) -> AsyncIterator[ReplicaContext]:
                 heartbeat.run,
                 sweeper.run,
                 runner.admission.run,
+                Retention(loop_parts).run,
                 scheduler.run,
             )
             await tg.start(_run_loops, loops, replica_loops)

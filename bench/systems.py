@@ -64,10 +64,12 @@ def taskbeat(
     database_url: str | None = None,
     own_redis: bool = True,
     env: dict[str, str] | None = None,
+    redis_trips: Path | None = None,
 ) -> Iterator[System]:
     """The service from `.venv/bin/taskbeat serve`, on a fresh SQLite file unless a
     database URL is given, with its own redis-server unless `own_redis` is False (then
-    it starts its embedded one)."""
+    it starts its embedded one). With `redis_trips`, it runs under bench.counted_serve,
+    which writes its Redis round trips there when it exits."""
     procs: list[Proc] = []
     sqlite_path: Path | None = None
     if database_url is None:
@@ -85,7 +87,11 @@ def taskbeat(
         **(env or {}),
     }
     try:
-        service = Proc(name, [str(SERVICE_BIN), "serve", "--port", str(port)], env=service_env)
+        serve = [str(SERVICE_BIN)]
+        if redis_trips is not None:
+            serve = [str(BENCH_PYTHON), "-m", "bench.counted_serve"]
+            service_env["BENCH_REDIS_TRIPS"] = str(redis_trips)
+        service = Proc(name, [*serve, "serve", "--port", str(port)], env=service_env)
         procs.append(service)
         with running(*procs):
             base_url = f"http://127.0.0.1:{port}"

@@ -9,6 +9,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -16,7 +17,7 @@ import redis
 
 from bench import systems
 from bench.load import percentile
-from bench.procs import LOGS
+from bench.procs import LOGS, VAR
 
 Result = dict[str, Any]
 NOOP = {"algorithm": "hello", "input": {"duration_ms": 0}}
@@ -184,93 +185,139 @@ def _commandstats(client: "redis.Redis") -> dict[str, int]:
     return {name.removeprefix("cmdstat_"): int(stat["calls"]) for name, stat in info.items()}
 
 
-def _reads(client: "redis.Redis") -> int:
-    return int(client.info("stats")["total_reads_processed"])
+def _trips_in(path: Path, start: float, end: float) -> list[tuple[float, str, list[str]]]:
+    """The service's Redis round trips (bench.counted_serve) sent between start and end."""
+    trips = json.loads(path.read_text()) if path.exists() else []
+    return [(at, sender, names) for at, sender, names in trips if start <= at < end]
+
+
+def _per_tick(trips: list[tuple[float, str, list[str]]], ticks: float) -> Result:
+    """Round trips and commands per heartbeat tick, all and by the code that sent them."""
+    by_sender: dict[str, list[int]] = {}
+    commands: dict[str, int] = {}
+    for _, sender, names in trips:
+        counts = by_sender.setdefault(sender, [0, 0])
+        counts[0] += 1
+        counts[1] += len(names)
+        for name in names:
+            commands[name] = commands.get(name, 0) + 1
+    heartbeat = [t for t in trips if "runner.heartbeat:" in t[1]]
+    return {
+        "trips_per_tick": len(trips) / ticks,
+        "heartbeat_trips_per_tick": len(heartbeat) / ticks,
+        "heartbeat_commands_per_tick": sum(len(t[2]) for t in heartbeat) / ticks,
+        "client_commands_per_tick": sum(commands.values()) / ticks,
+        "client_commands_breakdown_per_tick": {k: v / ticks for k, v in sorted(commands.items())},
+        "trips_by_sender_per_tick": {
+            sender: {"trips": n / ticks, "commands": c / ticks}
+            for sender, (n, c) in sorted(by_sender.items(), key=lambda item: -item[1][0])
+        },
+    }
 
 
 def scale(profile: Profile) -> Result:
-    """N long tasks in flight in one replica: RSS, threads, heartbeat ages, loop lag, and
-    Redis commands per heartbeat tick."""
-    body = {"algorithm": "hello", "input": {"duration_ms": profile.scale_duration_ms}}
-    env = {"TASKBEAT_MAX_ACTIVE": str(profile.scale_tasks)}
+    """N long tasks of 10 steps in flight in one replica: RSS, threads, heartbeat ages, loop
+    lag, CPU, the Redis round trips and commands per heartbeat tick counted at the service's
+    client; and the same with 1 step (no progress until the end) for the CPU cost of progress.
+    """
     runs: list[Result] = []
     for _ in range(profile.runs):
-        with _tb("scale", env=env) as system:
-            assert system.redis_url is not None
-            assert system.service_pid is not None
-            client = redis.Redis.from_url(system.redis_url, decode_responses=True)
-            created = load(
-                "tasks",
-                system.create_url,
-                body,
-                timeout_s=profile.scale_fill_timeout_s,
-                count=profile.scale_tasks,
-                connections=profile.connections,
-                no_wait=True,
-            )
-            stats_url = f"{system.base_url}/v1/stats"
-            deadline = time.monotonic() + 30
-            running = 0
-            while time.monotonic() < deadline:
-                replica = get_json(stats_url)["replica"]
-                running = int(replica["running"])
-                if int(replica["waiting"]) == 0:
-                    break
-                time.sleep(0.2)
-            lag_after_burst = get_json(stats_url)["event_loop_lag_ms"]
-            # Let the burst leave the lag window (10 s) before the steady-state window.
-            time.sleep(2.5)
-            ages = _heartbeat_ages(client)
-            before, reads_before = _commandstats(client), _reads(client)
-            window_start = time.monotonic()
-            time.sleep(profile.scale_window_s)
-            after, reads_after = _commandstats(client), _reads(client)
-            window_s = time.monotonic() - window_start
-            ages += _heartbeat_ages(client)
-            stats = get_json(stats_url)
-            service = psutil.Process(system.service_pid)
-            rss_mb = service.memory_info().rss / 2**20
-            threads = service.num_threads()
-            client.close()
-        ticks = window_s / 2.0  # TASKBEAT_HEARTBEAT_INTERVAL_S
-        ours = {"info"}  # the bench's own calls inside the window
-        deltas = {
-            name: calls - before.get(name, 0)
-            for name, calls in after.items()
-            if name not in ours and calls - before.get(name, 0) > 0
-        }
-        runs.append(
-            {
-                "tasks": profile.scale_tasks,
-                "created": created["created"],
-                "running": running,
-                "create_rps": created["tasks_per_s"],
-                "rss_mb": rss_mb,
-                "threads": threads,
-                "heartbeat_age_p99_s": percentile(ages, 0.99),
-                "heartbeat_age_max_s": max(ages, default=0.0),
-                "lag": stats["event_loop_lag_ms"],
-                "lag_after_burst": lag_after_burst,
-                "ticks": ticks,
-                "commands_per_tick": sum(deltas.values()) / ticks,
-                "command_breakdown_per_tick": {k: v / ticks for k, v in sorted(deltas.items())},
-                "reads_per_tick": (reads_after - reads_before - 1) / ticks,
-            }
-        )
+        for steps in SCALE_STEPS:
+            runs.append(_scale_once(profile, steps))
     return {"runs": runs}
+
+
+SCALE_STEPS = (10, 1)
+
+
+def _scale_once(profile: Profile, steps: int) -> Result:
+    body = {
+        "algorithm": "hello",
+        "input": {"duration_ms": profile.scale_duration_ms, "steps": steps},
+    }
+    env = {"TASKBEAT_MAX_ACTIVE": str(profile.scale_tasks)}
+    trips_path = VAR / f"redis-trips-{steps}.json"
+    trips_path.unlink(missing_ok=True)
+    with _tb("scale", env=env, redis_trips=trips_path) as system:
+        assert system.redis_url is not None
+        assert system.service_pid is not None
+        client = redis.Redis.from_url(system.redis_url, decode_responses=True)
+        created = load(
+            "tasks",
+            system.create_url,
+            body,
+            timeout_s=profile.scale_fill_timeout_s,
+            count=profile.scale_tasks,
+            connections=profile.connections,
+            no_wait=True,
+        )
+        stats_url = f"{system.base_url}/v1/stats"
+        deadline = time.monotonic() + 30
+        running = 0
+        while time.monotonic() < deadline:
+            replica = get_json(stats_url)["replica"]
+            running = int(replica["running"])
+            if int(replica["waiting"]) == 0:
+                break
+            time.sleep(0.2)
+        lag_after_burst = get_json(stats_url)["event_loop_lag_ms"]
+        # Let the burst leave the lag window (10 s) before the steady-state window.
+        time.sleep(2.5)
+        service = psutil.Process(system.service_pid)
+        ages = _heartbeat_ages(client)
+        before = _commandstats(client)
+        cpu_before = sum(service.cpu_times()[:2])
+        window_start, wall_start = time.monotonic(), time.time()
+        time.sleep(profile.scale_window_s)
+        window_s, wall_end = time.monotonic() - window_start, time.time()
+        cpu_s = sum(service.cpu_times()[:2]) - cpu_before
+        after = _commandstats(client)
+        ages += _heartbeat_ages(client)
+        stats = get_json(stats_url)
+        rss_mb = service.memory_info().rss / 2**20
+        threads = service.num_threads()
+        client.close()
+    ticks = window_s / 2.0  # TASKBEAT_HEARTBEAT_INTERVAL_S
+    ours = {"info"}  # the bench's own calls inside the window
+    deltas = {
+        name: calls - before.get(name, 0)
+        for name, calls in after.items()
+        if name not in ours and calls - before.get(name, 0) > 0
+    }
+    return {
+        "steps": steps,
+        "tasks": profile.scale_tasks,
+        "created": created["created"],
+        "running": running,
+        "create_rps": created["tasks_per_s"],
+        "rss_mb": rss_mb,
+        "threads": threads,
+        "cpu_percent": 100 * cpu_s / window_s,
+        "heartbeat_age_p99_s": percentile(ages, 0.99),
+        "heartbeat_age_max_s": max(ages, default=0.0),
+        "lag": stats["event_loop_lag_ms"],
+        "lag_after_burst": lag_after_burst,
+        "ticks": ticks,
+        "commands_per_tick": sum(deltas.values()) / ticks,
+        "command_breakdown_per_tick": {k: v / ticks for k, v in sorted(deltas.items())},
+        **_per_tick(_trips_in(trips_path, wall_start, wall_end), ticks),
+    }
 
 
 # ----- 6: notice ---------------------------------------------------------------------------
 
 
 def notice(profile: Profile) -> Result:
-    """For N tasks of 1 s: finished_at - started_at - 1 s, from the service's own rows (the
-    poll interval left at 3 s, so only the library's notification can make it small)."""
+    """For N tasks of 1 s: the notice latency the service measured (the C library's own
+    finish time of each job -> its final write committed: `notice_latency_ms` on /v1/stats),
+    and finished_at - started_at - 1 s from its rows (an upper bound). The poll interval is
+    left at 3 s, so only the library's notification can make either small."""
     body = {"algorithm": "hello", "input": {"duration_ms": 1000}}
     runs: list[Result] = []
     for _ in range(profile.runs):
         with _tb("notice") as system:
             figures = _tasks(system, body, profile.notice_tasks, profile)
+            measured = get_json(f"{system.base_url}/v1/stats")["notice_latency_ms"]
         delays_ms = [
             (
                 datetime.fromisoformat(task["finished_at"])
@@ -285,9 +332,13 @@ def notice(profile: Profile) -> Result:
             {
                 "tasks": profile.notice_tasks,
                 "succeeded": figures["succeeded"],
-                "p50_ms": percentile(delays_ms, 0.50),
-                "p99_ms": percentile(delays_ms, 0.99),
-                "max_ms": max(delays_ms, default=0.0),
+                "p50_ms": measured["p50"],
+                "p99_ms": measured["p99"],
+                "max_ms": measured["max"],
+                "samples": measured["samples"],
+                "rows_p50_ms": percentile(delays_ms, 0.50),
+                "rows_p99_ms": percentile(delays_ms, 0.99),
+                "rows_max_ms": max(delays_ms, default=0.0),
             }
         )
     return {"runs": runs}

@@ -72,6 +72,12 @@ uint64_t tb_now_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
+uint64_t tb_unix_us(void) {
+    struct timespec ts;
+    if (clock_gettime(CLOCK_REALTIME, &ts) != 0) return 0;
+    return (uint64_t)ts.tv_sec * 1000000ULL + (uint64_t)ts.tv_nsec / 1000ULL;
+}
+
 void tb_copy_text(char *dst, size_t cap, const char *src, size_t len) {
     if (dst == NULL || cap == 0) return;
     size_t n = len < cap - 1 ? len : cap - 1;

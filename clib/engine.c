@@ -56,6 +56,7 @@ static bool is_finished(tb_state s) {
 /* Moves the job to a finished state and tells the notifier. */
 static void finish_locked(tb_job *job, tb_state state) {
     job->state = state;
+    job->finished_at_us = tb_unix_us();
     if (state == TB_SUCCEEDED) {
         job->progress = 100;
         if (job->opt.output) {
@@ -428,7 +429,7 @@ size_t tb_drain_changes(tb_change *out, size_t max) {
     if (out == NULL || enter(NULL, 0) != TB_OK) return 0;
     tb_job *job;
     while (n < max && (job = notifier_take(&engine.notifier)) != NULL) {
-        out[n++] = (tb_change){tb_handle_of(job), job->state, job->progress};
+        out[n++] = (tb_change){tb_handle_of(job), job->state, job->progress, job->finished_at_us};
     }
     notifier_settle(&engine.notifier);
     tb_mutex_unlock(&engine.mu);

@@ -53,6 +53,7 @@ void tb_cond_broadcast(pthread_cond_t *cv);
 void tb_thread_join(pthread_t thread);
 
 uint64_t tb_now_ns(void); /* CLOCK_MONOTONIC */
+uint64_t tb_unix_us(void); /* CLOCK_REALTIME, in microseconds */
 
 /* Copies len bytes of src into dst (cap bytes), truncated, NUL-terminated. */
 void tb_copy_text(char *dst, size_t cap, const char *src, size_t len);
@@ -112,6 +113,7 @@ typedef struct tb_job {
     int32_t step;          /* steps completed */
     int32_t progress;
     uint64_t start_ns;
+    uint64_t finished_at_us; /* tb_unix_us() when it finished; 0 before */
     size_t heap_idx;       /* index in the timer heap, or SIZE_MAX */
     tb_link spin_link;     /* on the spin queue while waiting for a worker */
     tb_link change_link;   /* on the notifier's list while a change waits to be drained */

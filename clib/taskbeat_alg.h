@@ -30,7 +30,7 @@ extern "C" {
 #define TB_API __attribute__((visibility("default")))
 
 /* Bumped whenever a signature or struct below changes; callers check it. */
-#define TB_API_VERSION 2
+#define TB_API_VERSION 3
 
 /* Largest accepted input document, in bytes. */
 #define TB_MAX_INPUT_BYTES 65536
@@ -66,6 +66,8 @@ typedef struct tb_change {
     tb_handle handle;
     int32_t state;     /* a tb_state, as it is at the drain */
     int32_t progress;  /* 0..100, as it is at the drain */
+    uint64_t finished_at_us; /* CLOCK_REALTIME (unix) microseconds of the job's finish;
+                                0 while it has not finished */
 } tb_change;
 
 /* TB_API_VERSION of the built library. */

@@ -14,6 +14,7 @@ class JobStatus:
     progress: int
     result: Any = None
     error: str | None = None
+    finished_at: float | None = None  # unix seconds of a finished job's end, if it says
 
 
 class AlgorithmError(Exception):

@@ -51,7 +51,15 @@ class HelloAlgorithm:
             raise PollFailed(str(exc)) from exc
         state = status.state
         result = {"output": status.output} if state is JobState.SUCCEEDED else None
-        return JobStatus(state=state, progress=status.progress, result=result, error=status.error)
+        drained = self._watcher.latest(handle) if state.finished else None
+        finished_at = drained.finished_at_us / 1e6 if drained and drained.finished_at_us else None
+        return JobStatus(
+            state=state,
+            progress=status.progress,
+            result=result,
+            error=status.error,
+            finished_at=finished_at,
+        )
 
     async def wait(self, handle: int, timeout_s: float) -> None:
         """Returns at the job's next change (a step done, its finish), so that the runner

@@ -16,3 +16,4 @@ class Outcome:
     error: str | None = None
     poll_failures: int = 0
     retryable: bool = True  # False for an input refusal: another attempt would fail alike
+    job_finished_at: float | None = None  # unix seconds the job ended, as its algorithm said

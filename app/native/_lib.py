@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, NamedTuple
 
-EXPECTED_API_VERSION = 2
+EXPECTED_API_VERSION = 3
 LIBRARY_FILENAME = "libtaskbeat_alg.so"
 MAX_INPUT_BYTES = 65536
 MAX_HANDLE = 2**64 - 1
@@ -68,6 +68,7 @@ class JobChange(NamedTuple):
     handle: int
     state: JobState
     progress: int
+    finished_at_us: int  # unix microseconds of the job's finish, by the library; 0 before
 
 
 class NativeError(Exception):
@@ -106,11 +107,12 @@ class _Change(ctypes.Structure):
         ("handle", ctypes.c_uint64),
         ("state", ctypes.c_int32),
         ("progress", ctypes.c_int32),
+        ("finished_at_us", ctypes.c_uint64),
     ]
 
 
 # One tb_change as bytes, to unpack a drained batch in one call rather than field by field.
-_CHANGE_LAYOUT = struct.Struct("=Qii")
+_CHANGE_LAYOUT = struct.Struct("=QiiQ")
 assert _CHANGE_LAYOUT.size == ctypes.sizeof(_Change)
 
 _u64_p = ctypes.POINTER(ctypes.c_uint64)
@@ -255,8 +257,8 @@ class NativeLibrary:
             count = int(self._c.tb_drain_changes(batch, _DRAIN_BATCH))
             raw = ctypes.string_at(batch, count * _CHANGE_LAYOUT.size)
             changes += [
-                make((handle, _STATES_BY_CODE[state], progress))
-                for handle, state, progress in _CHANGE_LAYOUT.iter_unpack(raw)
+                make((handle, _STATES_BY_CODE[state], progress, finished_at_us))
+                for handle, state, progress, finished_at_us in _CHANGE_LAYOUT.iter_unpack(raw)
             ]
             if count < _DRAIN_BATCH:
                 return changes

@@ -18,6 +18,8 @@ WAIT_BUCKETS_S = (0.005, 0.025, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 RUN_BUCKETS_S = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 # The loop's lag: a healthy loop stays under a millisecond or two.
 LAG_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+# A job's end to its task's final write committed: milliseconds when all is well.
+NOTICE_BUCKETS_S = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
 HTTP_BUCKETS_S = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 CAUSE_NEW = "new"
 CAUSE_RETRY = "retry"
@@ -86,6 +88,12 @@ class Metrics:
             buckets=LAG_BUCKETS_S,
             registry=registry,
         )
+        self.notice_latency = Histogram(
+            "taskbeat_notice_latency_seconds",
+            "From a job's end (the algorithm's own clock) to its run's final write committed.",
+            buckets=NOTICE_BUCKETS_S,
+            registry=registry,
+        )
         self.lease_age = Gauge(
             "taskbeat_replica_lease_age_seconds",
             "Seconds since this replica last renewed its lease.",
@@ -141,6 +149,9 @@ class Metrics:
     def loop_lag_sampled(self, lag_ms: float) -> None:
         self.event_loop_lag.observe(lag_ms / 1000)
         self.lag_history.record(lag_ms)
+
+    def run_noticed(self, latency_ms: float) -> None:
+        self.notice_latency.observe(latency_ms / 1000)
 
     def http_answered(self, route: str, method: str, status: int, elapsed_s: float) -> None:
         self.http_requests.labels(route, method, str(status)).inc()

@@ -24,6 +24,26 @@ def percentile(sorted_values: list[float], fraction: float) -> float:
     return sorted_values[min(rank, len(sorted_values)) - 1]
 
 
+class RecentMs:
+    """The last `window` figures in milliseconds (a bounded ring); `summary()` reads them."""
+
+    def __init__(self, window: int) -> None:
+        self._ms: deque[float] = deque(maxlen=window)
+
+    def record(self, ms: float) -> None:
+        self._ms.append(max(0.0, ms))
+
+    def summary(self) -> dict[str, float | int]:
+        """p50, p99 and max in milliseconds over the window, and the sample count."""
+        ordered = sorted(self._ms)
+        return {
+            "p50": round(percentile(ordered, 0.50), 3),
+            "p99": round(percentile(ordered, 0.99), 3),
+            "max": round(ordered[-1] if ordered else 0.0, 3),
+            "samples": len(ordered),
+        }
+
+
 class LoopLagMonitor:
     """Samples the loop's lag into a bounded ring buffer; `summary()` reads it."""
 
@@ -35,11 +55,11 @@ class LoopLagMonitor:
         on_sample: Callable[[float], None] | None = None,
     ) -> None:
         self.interval_s = interval_s
-        self._lag_ms: deque[float] = deque(maxlen=window)
+        self._lag_ms = RecentMs(window)
         self._on_sample = on_sample  # the metrics' histogram and lag history
 
     def record(self, lag_ms: float) -> None:
-        self._lag_ms.append(max(0.0, lag_ms))
+        self._lag_ms.record(lag_ms)
         if self._on_sample is not None:
             self._on_sample(max(0.0, lag_ms))
 
@@ -55,10 +75,4 @@ class LoopLagMonitor:
 
     def summary(self) -> dict[str, float | int]:
         """p50, p99 and max lag in milliseconds over the window, and the sample count."""
-        ordered = sorted(self._lag_ms)
-        return {
-            "p50": round(percentile(ordered, 0.50), 3),
-            "p99": round(percentile(ordered, 0.99), 3),
-            "max": round(ordered[-1] if ordered else 0.0, 3),
-            "samples": len(ordered),
-        }
+        return self._lag_ms.summary()

@@ -27,11 +27,16 @@ def retry_delay_s(consecutive_failures: int, poll_interval_s: float) -> float:
 def outcome_of(status: JobStatus, *, poll_failures: int) -> Outcome:
     """The task outcome of a finished job."""
     if status.state is JobState.SUCCEEDED:
-        return Outcome(TaskStatus.SUCCEEDED, 100, status.result, None, poll_failures)
-    if status.state is JobState.CANCELLED:
-        return Outcome(TaskStatus.CANCELLED, status.progress, None, "cancelled", poll_failures)
-    error = status.error or "the algorithm reported a failure without a message"
-    return Outcome(TaskStatus.FAILED, status.progress, None, error, poll_failures)
+        task_status, progress, error = TaskStatus.SUCCEEDED, 100, None
+    elif status.state is JobState.CANCELLED:
+        task_status, progress, error = TaskStatus.CANCELLED, status.progress, "cancelled"
+    else:
+        task_status, progress = TaskStatus.FAILED, status.progress
+        error = status.error or "the algorithm reported a failure without a message"
+    result = status.result if task_status is TaskStatus.SUCCEEDED else None
+    return Outcome(
+        task_status, progress, result, error, poll_failures, job_finished_at=status.finished_at
+    )
 
 
 class Attempt(Protocol):

@@ -30,7 +30,7 @@ from app.live.updates import UpdateHub
 from app.observe.logs import bind_run
 from app.observe.metrics import Metrics
 from app.runner.admission import Admission, PolicyBook
-from app.runner.lag import LoopLagMonitor
+from app.runner.lag import LoopLagMonitor, RecentMs
 from app.runner.policy import next_attempt_at, outcome_of, retry_delay_s
 from app.store import TaskStore, lease_deadline
 
@@ -40,6 +40,8 @@ FINAL_WRITE_RETRY_S = 300.0
 FINAL_WRITE_FIRST_RETRY_S = 0.5
 FINAL_WRITE_MAX_RETRY_S = 5.0
 POLL_JITTER = 0.1
+# The notice latency on /v1/stats covers the last this many finished runs.
+NOTICE_WINDOW = 1000
 
 
 @dataclass(eq=False)
@@ -88,6 +90,8 @@ class Runner:
         self._active: Counter[str] = Counter()
         self.metrics = Metrics()  # /metrics, fed by the `self.metrics.` calls below
         self.loop_lag = LoopLagMonitor(on_sample=self.metrics.loop_lag_sampled)
+        # Job end -> final write committed, for the runs whose algorithm says when it ended.
+        self.notice_latency = RecentMs(NOTICE_WINDOW)
         self.policies = PolicyBook(settings=settings, store=store, names=registry.names())
         self.admission = Admission(policies=self.policies, runs=self)
 
@@ -292,6 +296,8 @@ class Runner:
                         outcome=outcome,
                         retry_at=retry_at,
                     )
+                    if won and outcome.job_finished_at is not None:
+                        self._noticed(outcome.job_finished_at)
                     break
                 except Exception as exc:
                     log.warning("task %s: final write failed, retrying: %s", run.task_id, exc)
@@ -307,6 +313,11 @@ class Runner:
             self.updates.status_changed(run.task_id, outcome.status, run.attempt, outcome.progress)
         else:
             log.warning("task %s: no longer ours; outcome %s dropped", run.task_id, outcome)
+
+    def _noticed(self, job_finished_at: float) -> None:
+        noticed_ms = (time.time() - job_finished_at) * 1000
+        self.notice_latency.record(noticed_ms)
+        self.metrics.run_noticed(noticed_ms)
 
     # ----- the replica's loops ---------------------------------------------------------
 

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static int notify_fd(void) {
     int fd = -1;
@@ -84,6 +85,34 @@ static void test_finish_right_after_a_step_is_not_lost(void) {
     sleep_ms(100);
     c = drain_one(h);
     CHECK(c.state == TB_FAILED && c.progress == 75);
+    CHECK_OK(tb_free(h, err, sizeof err));
+}
+
+static uint64_t unix_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000ULL + (uint64_t)ts.tv_nsec / 1000ULL;
+}
+
+static void test_a_finish_says_when_it_happened(void) {
+    int fd = notify_fd();
+    uint64_t submitted_us = unix_us();
+    tb_handle h = submit("{\"duration_ms\": 200, \"steps\": 2}");
+    CHECK(fd_readable(fd, 2000));
+    tb_change c = drain_one(h);
+    CHECK(c.state == TB_RUNNING && c.finished_at_us == 0); /* a step is no finish */
+    CHECK(fd_readable(fd, 2000));
+    c = drain_one(h);
+    uint64_t drained_us = unix_us();
+    CHECK(c.state == TB_SUCCEEDED);
+    CHECK(c.finished_at_us >= submitted_us + 200 * 1000 && c.finished_at_us <= drained_us);
+    CHECK_OK(tb_free(h, err, sizeof err));
+    /* A cancel is a finish too, stamped when it was asked. */
+    h = submit("{\"duration_ms\": 60000}");
+    uint64_t cancel_us = unix_us();
+    CHECK_OK(tb_cancel(h, err, sizeof err));
+    c = drain_one(h);
+    CHECK(c.state == TB_CANCELLED && c.finished_at_us >= cancel_us && c.finished_at_us <= unix_us());
     CHECK_OK(tb_free(h, err, sizeof err));
 }
 
@@ -259,6 +288,7 @@ const test_case NOTIFIER_TESTS[] = {
     {"steps_and_finish_wake_the_caller", test_steps_and_finish_wake_the_caller},
     {"changes_are_coalesced", test_changes_are_coalesced},
     {"finish_right_after_a_step_is_not_lost", test_finish_right_after_a_step_is_not_lost},
+    {"a_finish_says_when_it_happened", test_a_finish_says_when_it_happened},
     {"drain_limits_order_and_freed_jobs", test_drain_limits_order_and_freed_jobs},
     {"ten_thousand_jobs_of_ten_steps", test_ten_thousand_jobs_of_ten_steps},
     {"drains_racing_steps_and_cancels", test_drains_racing_steps_and_cancels},

@@ -5,7 +5,7 @@ import time
 import anyio
 import httpx
 import pytest
-from helpers import eventually
+from helpers import create, eventually, wait_for
 
 from app.runner.lag import LoopLagMonitor, percentile
 
@@ -53,3 +53,25 @@ def test_the_window_is_bounded_and_percentiles_are_ordered() -> None:
     monitor.record(-1.0)
     assert monitor.summary()["samples"] == 10
     assert percentile([], 0.99) == 0.0
+
+
+async def test_the_notice_latency_of_finished_runs_shows_up_on_stats(
+    client: httpx.AsyncClient,
+) -> None:
+    before = (await client.get("/v1/stats")).json()["notice_latency_ms"]
+    assert before["samples"] == 0
+    created_s = time.time()
+    tasks = [await create(client, duration_ms=300) for _ in range(5)]
+    for task in tasks:
+        await wait_for(client, task["task_id"], {"succeeded"})
+    # Every job ended at or after created + 300 ms, and was committed before we saw it.
+    bound_ms = (time.time() - created_s - 0.3) * 1000
+
+    async def noticed() -> dict[str, float] | None:
+        latency = (await client.get("/v1/stats")).json()["notice_latency_ms"]
+        return latency if latency["samples"] == 5 else None
+
+    latency = await eventually(noticed)
+    assert 0 < latency["p50"] <= latency["p99"] <= latency["max"] <= bound_ms, (latency, bound_ms)
+    scraped = (await client.get("/metrics")).text
+    assert "taskbeat_notice_latency_seconds_count 5.0" in scraped
