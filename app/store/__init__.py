@@ -96,12 +96,15 @@ class TaskStore:
         start_for: str | None = None,
         policy: Policy | None = None,
         idempotency: IdempotencyClaim | None = None,
+        max_unfinished: int | None = None,
     ) -> Created:
         """Stores a new task; answers it as committed. With `start_for` (and the configured
         `policy` of its algorithm), it is stored already running for that replica when the
         algorithm has room over the cluster, else waiting in the queue. With `idempotency`,
-        a key taken already stores nothing and answers the key's first task."""
-        create = runs.Create(task, start_for, policy, idempotency)
+        a key taken already stores nothing and answers the key's first task. With
+        `max_unfinished`, a create that would take its API key past that many unfinished
+        tasks stores nothing (`over_limit`), counted in the insert's own transaction."""
+        create = runs.Create(task, start_for, policy, idempotency, max_unfinished)
         created: Created = await self._writes.submit(create)
         return created
 
