@@ -32,11 +32,13 @@ from app.runner.heartbeat import Heartbeat
 from app.runner.local_runs import LoopParts
 from app.runner.retention import Retention
 from app.runner.runner import Runner
+from app.runner.scheduler import Scheduler
 from app.runner.sweeper import Sweeper
 from app.service.algorithms import AlgorithmService
 from app.service.bulk import BulkActions
 from app.service.callbacks import CallbackReceiver, apply_foreign_update
 from app.service.keys import KeyService
+from app.service.schedules import ScheduleService
 from app.service.tasks import TaskService
 from app.service.waits import TaskWatcher
 from app.store import TaskStore
@@ -66,6 +68,7 @@ class ReplicaContext:
     rate: RequestRate
     algorithms: AlgorithmService
     bulk: BulkActions
+    schedules: ScheduleService
     # unix://… of the embedded redis-server; None when TASKBEAT_REDIS_URL names a Redis
     embedded_redis_url: str | None = None
 
@@ -161,13 +164,27 @@ async def running_replica(settings: Settings) -> AsyncIterator[ReplicaContext]:
         callbacks = CallbackReceiver(service)
         loop_parts = LoopParts(settings, store, live, updates, runner, replica_id)
         heartbeat, sweeper = Heartbeat(loop_parts), Sweeper(loop_parts)
+        scheduler = Scheduler(
+            store=store,
+            policies=runner.policies,
+            admission=runner.admission,
+            replica_id=replica_id,
+            declared={
+                name: fields.model_dump(mode="json") for name, fields in settings.schedules.items()
+            },
+        )
+
+        async def on_work(hint: str) -> None:
+            await scheduler.on_hint(hint)
+            await runner.admission.on_hint(hint)
+
         subscriber = Subscriber(
             redis_client,
             live.keys,
             on_update=updates.receive,
             on_cancel=runner.cancel_local,
             on_resubscribed=updates.resync_all,
-            on_work=runner.admission.on_hint,
+            on_work=on_work,
         )
         await live.register_scripts()
         async with anyio.create_task_group() as tg:
@@ -184,6 +201,7 @@ async def running_replica(settings: Settings) -> AsyncIterator[ReplicaContext]:
                 sweeper.run,
                 runner.admission.run,
                 Retention(loop_parts).run,
+                scheduler.run,
             )
             await tg.start(_run_loops, loops, replica_loops)
             log.info("replica %s ready", replica_id)
@@ -204,6 +222,7 @@ async def running_replica(settings: Settings) -> AsyncIterator[ReplicaContext]:
                     RequestRate(redis_client, live.keys),
                     AlgorithmService(runner),
                     BulkActions(service),
+                    ScheduleService(runner, scheduler),
                     embedded_redis_url=None if settings.redis_url else redis_url,
                 )
             finally:

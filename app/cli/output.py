@@ -83,3 +83,12 @@ class ProgressBar:
 
     def draw(self, progress: int, status: str) -> None:
         self._progress.update(self._bar, completed=max(0, min(progress, 100)), status=status)
+
+
+def print_items(items: Sequence[dict[str, Any]], columns: Sequence[str], *, as_json: bool) -> None:
+    """A list answer `{"items": [...]}`: as JSON, or a table of `columns`."""
+    if as_json:
+        emit_json({"items": list(items)})
+    else:
+        rows = [tuple(item.get(column) for column in columns) for item in items]
+        print_table(tuple(column.upper() for column in columns), rows)
