@@ -5,7 +5,7 @@ may try a tick, and the unique index on tasks (schedule, scheduled_for) makes ev
 after the first a no-op (INSERT ... ON CONFLICT DO NOTHING).
 
 Revision ID: 0009
-Revises: 0010
+Revises: 0008
 Create Date: 2026-12-02
 """
 
@@ -16,7 +16,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0009"
-down_revision: str | None = "0010"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
