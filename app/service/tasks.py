@@ -202,9 +202,15 @@ class TaskService:
         limit: int,
         cursor: str | None,
         visible_to: str | None = None,
+        schedule: str | None = None,
     ) -> TaskPage:
         page, next_cursor = await self.store.list_tasks(
-            status=status, algorithm=algorithm, limit=limit, cursor=cursor, api_key_id=visible_to
+            status=status,
+            algorithm=algorithm,
+            limit=limit,
+            cursor=cursor,
+            api_key_id=visible_to,
+            schedule=schedule,
         )
         return TaskPage(items=await self.public(page), next_cursor=next_cursor)
 

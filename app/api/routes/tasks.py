@@ -67,13 +67,21 @@ async def list_tasks(
     who: PrincipalDep,
     status: TaskStatus | None = None,
     algorithm: Annotated[str | None, Query(max_length=64, pattern=NAME_PATTERN)] = None,
+    schedule: Annotated[
+        str | None, Query(max_length=64, pattern=NAME_PATTERN, description="made by it")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[
         str | None, Query(max_length=200, description="`next_cursor` of the previous page")
     ] = None,
 ) -> TaskPage:
     return await service.list_tasks(
-        status=status, algorithm=algorithm, limit=limit, cursor=cursor, visible_to=who.task_scope
+        status=status,
+        algorithm=algorithm,
+        schedule=schedule,
+        limit=limit,
+        cursor=cursor,
+        visible_to=who.task_scope,
     )
 
 
