@@ -39,6 +39,7 @@ from app.service.bulk import BulkActions
 from app.service.callbacks import CallbackReceiver, apply_foreign_update
 from app.service.keys import KeyService
 from app.service.schedules import ScheduleService
+from app.service.sessions import Sessions
 from app.service.tasks import TaskService
 from app.service.waits import TaskWatcher
 from app.store import TaskStore
@@ -67,6 +68,7 @@ class ReplicaContext:
     keys: KeyService
     rate: RequestRate
     algorithms: AlgorithmService
+    sessions: Sessions  # the dashboard's sign-in cookies
     bulk: BulkActions
     schedules: ScheduleService
     # unix://… of the embedded redis-server; None when TASKBEAT_REDIS_URL names a Redis
@@ -162,7 +164,7 @@ async def running_replica(settings: Settings) -> AsyncIterator[ReplicaContext]:
         updates.runs_here = lambda task_id: runner.local_run(task_id) is not None
         watch = TaskWatcher(service, updates)
         callbacks = CallbackReceiver(service)
-        loop_parts = LoopParts(settings, store, live, updates, runner, replica_id)
+        loop_parts = LoopParts(settings, store, live, updates, runner, replica_id, runner.metrics)
         heartbeat, sweeper = Heartbeat(loop_parts), Sweeper(loop_parts)
         scheduler = Scheduler(
             store=store,
@@ -221,6 +223,7 @@ async def running_replica(settings: Settings) -> AsyncIterator[ReplicaContext]:
                     keys,
                     RequestRate(redis_client, live.keys),
                     AlgorithmService(runner),
+                    Sessions(settings, keys),
                     BulkActions(service),
                     ScheduleService(runner, scheduler),
                     embedded_redis_url=None if settings.redis_url else redis_url,

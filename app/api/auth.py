@@ -11,20 +11,30 @@ import logging
 import math
 from collections.abc import Iterable, Iterator
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.requests import cookie_parser
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.errors import error_response
-from app.domain.errors import Forbidden, LimitExceeded, StoreUnavailable, TaskbeatError
+from app.domain.errors import (
+    Forbidden,
+    LimitExceeded,
+    NotAuthenticated,
+    StoreUnavailable,
+    TaskbeatError,
+)
 from app.domain.keys import ANONYMOUS, Principal, Role
+from app.service.sessions import SESSION_COOKIE
 
 log = logging.getLogger(__name__)
 
 
 class Access(enum.Enum):
-    OPEN = "no key: load balancers' probes and the API's documentation"
+    OPEN = "no key: load balancers' probes, the API's documentation, the dashboard's sign-in"
     SIGNED = "no key: the route checks its own HMAC signature (engine callbacks)"
     READ = "any key (a client key sees only its own tasks)"
     WRITE = "a client or admin key (a client acts on its own tasks only)"
@@ -44,6 +54,9 @@ KEYLESS = frozenset({Access.OPEN, Access.SIGNED})
 TASK = "/v1/tasks/{task_id}"
 ALGORITHM = "/v1/algorithms/{name}"
 SCHEDULE = "/v1/schedules/{name}"
+DASHBOARD = "/ui"
+SIGN_IN = "/ui/login"
+UI_ALGORITHM = "/ui/algorithms/{name}"
 
 # (method, path template) -> rule; HEAD follows GET. Every route must be here.
 RULES: dict[tuple[str, str], Access] = {
@@ -82,7 +95,17 @@ RULES: dict[tuple[str, str], Access] = {
     ("GET", "/v1/keys"): Access.ADMIN,
     ("POST", "/v1/keys"): Access.ADMIN,
     ("DELETE", "/v1/keys/{key_id}"): Access.ADMIN,
+    # the dashboard: its sign-in is open (it checks the key it is given), its actions admin
+    ("GET", SIGN_IN): Access.OPEN,
+    ("POST", SIGN_IN): Access.OPEN,
+    ("POST", "/ui/logout"): Access.OPEN,
     ("POST", "/ui/tasks/{task_id}/cancel"): Access.ADMIN,
+    ("POST", "/ui/tasks/{task_id}/retry"): Access.ADMIN,
+    ("POST", "/ui/bulk/cancel"): Access.ADMIN,
+    ("POST", "/ui/bulk/retry"): Access.ADMIN,
+    ("POST", UI_ALGORITHM): Access.ADMIN,
+    ("POST", f"{UI_ALGORITHM}/pause"): Access.ADMIN,
+    ("POST", f"{UI_ALGORITHM}/resume"): Access.ADMIN,
 }
 # Path prefixes whose every route and method has one rule (the profiler's endpoints, the
 # dashboard's pages and the static files of the dashboard and /docs), first match wins.
@@ -132,6 +155,41 @@ def bearer_secret(scope: Scope) -> str | None:
     return None
 
 
+def is_dashboard(path: str) -> bool:
+    return path == DASHBOARD or path.startswith(DASHBOARD + "/")
+
+
+def header_of(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def session_token(scope: Scope) -> str | None:
+    """The dashboard's session cookie (sent by the browser under /ui only)."""
+    cookies = cookie_parser(header_of(scope, b"cookie") or "")
+    return cookies.get(SESSION_COOKIE) or None
+
+
+def sign_in_answer(scope: Scope, exc: NotAuthenticated) -> Response:
+    """401 with the usual envelope; a browser opening a dashboard page is sent to sign in
+    instead (htmx, refreshing a part of a page, is told to go there)."""
+    path = scope["path"]
+    if is_dashboard(path) and header_of(scope, b"authorization") is None:
+        query = scope.get("query_string", b"").decode("latin-1")
+        back = quote(f"{path}?{query}" if query else path, safe="")
+        sign_in = f"{SIGN_IN}?next={back}"
+        if header_of(scope, b"hx-request"):
+            return error_response(
+                exc.status_code, exc.code, str(exc), {**exc.headers, "HX-Redirect": sign_in}
+            )
+        accepts = header_of(scope, b"accept") or ""
+        if scope["method"] in ("GET", "HEAD") and "text/html" in accepts:
+            return RedirectResponse(sign_in, status_code=303)
+    return error_response(exc.status_code, exc.code, str(exc), exc.headers or None)
+
+
 def principal_of(scope: Scope) -> Principal:
     """The principal the auth layer found for this request."""
     principal = scope.get("state", {}).get("principal")
@@ -158,6 +216,9 @@ class Authorization:
             return
         try:
             principal = await self._principal(scope)
+        except NotAuthenticated as exc:
+            await sign_in_answer(scope, exc)(scope, receive, send)
+            return
         except TaskbeatError as exc:
             answer = error_response(exc.status_code, exc.code, str(exc), exc.headers or None)
             await answer(scope, receive, send)
@@ -190,7 +251,13 @@ class Authorization:
             return None
         if not await context.keys.required():
             return ANONYMOUS
-        principal: Principal = await context.keys.authenticate(bearer_secret(scope))
+        secret = bearer_secret(scope)
+        token = session_token(scope) if secret is None and is_dashboard(path) else None
+        principal: Principal = await (
+            context.keys.authenticate(secret)
+            if token is None
+            else context.sessions.principal_of(token)
+        )
         allow(principal, access)
         if principal.key_id is not None and principal.rate_per_s is not None:
             wait_s = await context.rate.over_limit(principal.key_id, principal.rate_per_s)

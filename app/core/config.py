@@ -13,6 +13,8 @@ from app.domain.keys import SECRET_PATTERN
 from app.domain.policy import DEFAULT_RETENTION_S, Policy, PolicyFields
 from app.domain.schedule import ScheduleFields
 
+SESSION_SECRET_MIN = 32  # characters: a signing key worth 256 bits or so
+
 
 def sqlite_file(url: str) -> Path | None:
     """The database file of a SQLite URL (None in memory, or for another database)."""
@@ -189,6 +191,17 @@ class Settings(BaseSettings):
     key_max_unfinished: int = Field(
         default=10000, ge=1, description="unfinished tasks per key at once, over all replicas"
     )
+    session_secret: SecretStr | None = Field(
+        default=None,
+        description="signs the dashboard's sign-in cookies (32 or more characters, the same on "
+        "every replica); unset: a random one per process, so a restart signs everyone out",
+    )
+    session_ttl_s: int = Field(
+        default=28800,
+        ge=60,
+        le=30 * 86400,
+        description="seconds a dashboard sign-in lasts (never past its key's expiry)",
+    )
     idempotency_ttl_s: int = Field(
         default=86400,
         ge=1,
@@ -237,6 +250,9 @@ class Settings(BaseSettings):
         bootstrap = self.bootstrap_admin_key
         if bootstrap is not None and SECRET_PATTERN.fullmatch(bootstrap.get_secret_value()) is None:
             raise ValueError("bootstrap_admin_key must be tb_ and 43 or more URL-safe characters")
+        session = self.session_secret
+        if session is not None and len(session.get_secret_value()) < SESSION_SECRET_MIN:
+            raise ValueError(f"session_secret must be {SESSION_SECRET_MIN} or more characters")
         return self
 
     @property

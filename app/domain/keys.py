@@ -104,6 +104,7 @@ class Principal:
     role: Role
     rate_per_s: int | None = None
     max_unfinished: int | None = None
+    name: str | None = None  # the key's name, shown by the dashboard
 
     @property
     def task_scope(self) -> str | None:

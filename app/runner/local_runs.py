@@ -1,5 +1,6 @@
 """What the replica's loops (heartbeat, sweeper) work with: the runner's local runs, seen
-through a narrow protocol so that the loops never import the runner, and the other parts."""
+through a narrow protocol so that the loops never import the runner, and the other parts
+(the replica's metrics among them, so that what a loop ends is counted)."""
 
 from dataclasses import dataclass
 from typing import Protocol
@@ -8,6 +9,7 @@ from app.core.config import Settings
 from app.domain.policy import Policy
 from app.live.state import LiveState
 from app.live.updates import UpdateHub
+from app.observe.metrics import Metrics
 from app.store import TaskStore
 
 
@@ -57,3 +59,4 @@ class LoopParts:
     updates: UpdateHub
     runs: LocalRuns
     replica_id: str
+    metrics: Metrics

@@ -47,6 +47,7 @@ class Sweeper:
         self._updates = parts.updates
         self._runs = parts.runs
         self._replica_id = parts.replica_id
+        self._metrics = parts.metrics
         self._next_key_sweep_s = 0.0  # monotonic time of the next sweep of expired keys
 
     async def sweep_once(self) -> None:
@@ -93,6 +94,8 @@ class Sweeper:
             task = plan.task
             log.warning("task %s of replica %s: %s", task.task_id, task.owner, plan.to_status.value)
             self._updates.status_changed(task.task_id, plan.to_status, task.attempt)
+            if plan.to_status.finished:  # counted by the replica that ended it, once
+                self._metrics.task_finished(task.algorithm, plan.to_status)
         if any(plan.to_status is TaskStatus.PENDING for plan in applied):
             await self._runs.work_queued()  # back in the queue: any free replica takes it
 

@@ -5,10 +5,12 @@ from datetime import timedelta
 from typing import Any
 
 from app.domain.errors import InvalidRequest, NotFound
+from app.domain.keys import ANONYMOUS, Principal
 from app.domain.models import utcnow
 from app.domain.policy import Policy
 from app.runner.admission import HINT_POLICY
 from app.runner.runner import Runner
+from app.service.keys import log_change
 
 MAX_PAUSE_S = 366 * 24 * 3600
 
@@ -41,19 +43,33 @@ class AlgorithmService:
         (shown,) = await self._shown([self._policy(name)])
         return shown
 
-    async def change(self, name: str, changes: dict[str, Any]) -> dict[str, Any]:
+    async def change(
+        self, name: str, changes: dict[str, Any], *, by: Principal = ANONYMOUS
+    ) -> dict[str, Any]:
         self._policy(name)
         if "name" in changes:
             raise InvalidRequest("name: an algorithm cannot be renamed")
-        await self.runner.policies.change(name, changes)
-        await self.runner.admission.publish(HINT_POLICY)  # every replica re-reads it now
+        await self._change(name, changes)
+        log_change(by, f"changed {', '.join(sorted(changes)) or 'nothing'} of algorithm", name)
         return await self.get(name)
 
-    async def pause(self, name: str, for_s: float | None) -> dict[str, Any]:
+    async def pause(
+        self, name: str, for_s: float | None, *, by: Principal = ANONYMOUS
+    ) -> dict[str, Any]:
+        self._policy(name)
         if for_s is not None and not 0 < for_s <= MAX_PAUSE_S:
             raise InvalidRequest(f"for_s: must be more than 0 and at most {MAX_PAUSE_S}")
         until = None if for_s is None else (utcnow() + timedelta(seconds=for_s)).isoformat()
-        return await self.change(name, {"paused": True, "paused_until": until})
+        await self._change(name, {"paused": True, "paused_until": until})
+        log_change(by, "paused algorithm" if for_s is None else f"paused for {for_s} s", name)
+        return await self.get(name)
 
-    async def resume(self, name: str) -> dict[str, Any]:
-        return await self.change(name, {"paused": False, "paused_until": None})
+    async def resume(self, name: str, *, by: Principal = ANONYMOUS) -> dict[str, Any]:
+        self._policy(name)
+        await self._change(name, {"paused": False, "paused_until": None})
+        log_change(by, "resumed algorithm", name)
+        return await self.get(name)
+
+    async def _change(self, name: str, changes: dict[str, Any]) -> None:
+        await self.runner.policies.change(name, changes)
+        await self.runner.admission.publish(HINT_POLICY)  # every replica re-reads it now

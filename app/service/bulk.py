@@ -8,7 +8,7 @@ from typing import TypeVar
 
 from app.domain.models import BulkAnswer, BulkFilter, TaskStatus
 from app.service.tasks import TaskService
-from app.store.bulk import PAGE_SIZE, Selection
+from app.store.bulk import PAGE_SIZE, BulkAction, Selection
 
 Changes = TypeVar("Changes")
 
@@ -34,6 +34,13 @@ class BulkActions:
         self, where: BulkFilter, visible_to: str | None, api_key_id: str | None
     ) -> Selection:
         return Selection(where, visible_to, self.service.runner.replica_id, api_key_id)
+
+    async def count(
+        self, where: BulkFilter, action: BulkAction, *, visible_to: str | None = None
+    ) -> int:
+        """How many tasks `action` would take now: what the dashboard shows before it acts."""
+        selection = self._selection(where, visible_to, None)
+        return await self.service.store.bulk_count(selection=selection, action=action)
 
     async def cancel(
         self, where: BulkFilter, *, visible_to: str | None = None, api_key_id: str | None = None

@@ -3,13 +3,13 @@ replicas and heartbeats (from Redis, as `taskbeat heartbeats` reads them)."""
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.domain.heartbeats import is_stale
-from app.domain.models import TaskEvent, TaskPublic, TaskStatus, utcnow
+from app.domain.models import AttemptPublic, TaskEvent, TaskPublic, TaskStatus, utcnow
 from app.observe.metrics import Metrics
 from app.service.algorithms import AlgorithmService
 from app.service.tasks import TaskService
@@ -53,29 +53,6 @@ class Overview:
     read_at: float = field(default_factory=time.monotonic)
 
 
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    """One run, told by the transitions log: who ran it, how it ended."""
-
-    attempt: int
-    replica: str | None
-    started_at: datetime
-    ended_at: datetime | None
-    status: str
-
-
-def attempts_of(events: list[TaskEvent]) -> list[Attempt]:
-    found: list[Attempt] = []
-    for event in events:
-        if event.to_status == TaskStatus.RUNNING.value:
-            found.append(Attempt(event.attempt, event.replica, event.at, None, "running"))
-        elif found and found[-1].ended_at is None and event.from_status == "running":
-            last = found[-1]
-            ended = (event.at, event.to_status)
-            found[-1] = Attempt(last.attempt, last.replica, last.started_at, *ended)
-    return found
-
-
 @dataclass
 class Dashboard:
     service: TaskService
@@ -95,10 +72,13 @@ class Dashboard:
         )
         return await self.service.public(found), next_cursor
 
-    async def task_detail(self, task_id: str) -> tuple[TaskPublic, list[TaskEvent], list[Attempt]]:
+    async def task_detail(
+        self, task_id: str
+    ) -> tuple[TaskPublic, list[TaskEvent], list[AttemptPublic]]:
+        """The task, its transitions, and every run from the attempts table."""
         task = await self.service.get(task_id)
         events = await self.service.store.task_history(task_id=task_id)
-        return task, events, attempts_of(events)
+        return task, events, await self.service.attempts(task_id)
 
     async def overview(self) -> Overview:
         """Counts and the chart, read at most every OVERVIEW_CACHE_S however many viewers."""
@@ -190,6 +170,10 @@ class Dashboard:
     async def algorithms(self) -> list[dict[str, Any]]:
         """Each algorithm's policy in force, with `running` and `waiting` over the cluster."""
         return await self.algorithm_service.list()
+
+    async def algorithm(self, name: str) -> dict[str, Any]:
+        """One algorithm's policy in force and its live figures (NotFound if unknown)."""
+        return await self.algorithm_service.get(name)
 
     async def refresh_gauges(self, metrics: Metrics) -> None:
         """Sets the gauges /metrics shows to what this replica holds now."""

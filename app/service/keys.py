@@ -77,7 +77,8 @@ def new_api_key(request: ApiKeyCreate, *, secret: str, created_by: str | None) -
 class KeyService:
     settings: Settings
     store: KeyStore
-    _cache: dict[str, tuple[float, ApiKeyPublic | None]] = field(default_factory=dict)
+    # ("digest" or "id", its value) -> (monotonic time read, the key or None)
+    _cache: dict[tuple[str, str], tuple[float, ApiKeyPublic | None]] = field(default_factory=dict)
     _keys_seen_at: float | None = None  # monotonic time a key was last found to exist
     _no_key_checked_at: float = -math.inf
 
@@ -134,34 +135,56 @@ class KeyService:
     async def authenticate(self, secret: str | None) -> Principal:
         """The principal of a bearer secret; NotAuthenticated for a missing, malformed,
         unknown, revoked or expired one."""
+        return self.principal_of(await self.key_of(secret))
+
+    async def key_of(self, secret: str | None) -> ApiKeyPublic:
+        """The key in force whose secret this is; NotAuthenticated for a missing,
+        malformed, unknown, revoked or expired one."""
         if secret is None:
             raise NotAuthenticated("an API key is required: Authorization: Bearer tb_...")
         if not is_secret(secret):
             raise NotAuthenticated("not an API key")
-        key = await self._lookup(hash_secret(secret))
-        if key is None:
-            raise NotAuthenticated("unknown API key")
-        now = utcnow()
-        if key.revoked_at is not None:
-            raise NotAuthenticated("the API key was revoked")
-        if key.expires_at is not None and key.expires_at <= now:
-            raise NotAuthenticated("the API key expired")
+        return self._in_force(await self._lookup(("digest", hash_secret(secret))))
+
+    async def key_by_id(self, key_id: str) -> ApiKeyPublic:
+        """The key in force with this id (a dashboard session names it); NotAuthenticated
+        once it is revoked or expired. Read again at most every KEY_CACHE_S."""
+        if not is_key_id(key_id):
+            raise NotAuthenticated("not a key id")
+        return self._in_force(await self._lookup(("id", key_id)))
+
+    def principal_of(self, key: ApiKeyPublic) -> Principal:
         return Principal(
             key_id=key.key_id,
             role=key.role,
             rate_per_s=key.rate_per_s or self.settings.key_rate_per_s,
             max_unfinished=key.max_unfinished or self.settings.key_max_unfinished,
+            name=key.name,
         )
 
-    async def _lookup(self, digest: str) -> ApiKeyPublic | None:
+    @staticmethod
+    def _in_force(key: ApiKeyPublic | None) -> ApiKeyPublic:
+        if key is None:
+            raise NotAuthenticated("unknown API key")
+        if key.revoked_at is not None:
+            raise NotAuthenticated("the API key was revoked")
+        if key.expires_at is not None and key.expires_at <= utcnow():
+            raise NotAuthenticated("the API key expired")
+        return key
+
+    async def _lookup(self, by: tuple[str, str]) -> ApiKeyPublic | None:
         now = time.monotonic()
-        cached = self._cache.get(digest)
+        cached = self._cache.get(by)
         if cached is not None and now - cached[0] < KEY_CACHE_S:
             return cached[1]
-        key = await self.store.by_digest(digest=digest)
+        kind, value = by
+        if kind == "digest":
+            key = await self.store.by_digest(digest=value)
+        else:
+            key = await self.store.by_id(key_id=value)
         if len(self._cache) >= KEY_CACHE_MAX:
             self._cache.clear()
-        self._cache[digest] = (now, key)
+        self._cache[by] = (now, key)
         if key is not None:
             self._keys_seen_at = now
         return key

@@ -45,7 +45,7 @@ from app.store import (
     runs,
     schedules,
 )
-from app.store.bulk import Selection
+from app.store.bulk import BulkAction, Selection
 from app.store.cancels import Cancel, CancelAnswer
 from app.store.cursors import decode_cursor
 from app.store.idempotency import IdempotencyClaim
@@ -249,6 +249,10 @@ class TaskStore:
         """Cancels the next page (by task id, after `after`) of the unfinished tasks
         selected whose cancel nobody asked yet; returns the ids matched and the answers."""
         return await self.db.write(lambda conn: bulk.cancel_page(conn, selection, after=after))
+
+    async def bulk_count(self, *, selection: Selection, action: BulkAction) -> int:
+        """How many tasks a bulk `action` would take now."""
+        return await self.db.read(lambda conn: bulk.count(conn, selection, action=action))
 
     async def rerun_page(
         self, *, selection: Selection, after: str

@@ -4,9 +4,9 @@ work of a statement and the locks of a transaction stay bounded, whatever the fi
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import Connection, case, select, update
+from sqlalchemy import Connection, case, func, select, update
 
 from app.domain.models import RERUNNABLE, BulkFilter, StoredTask, TaskStatus
 from app.store.cancels import Cancel, CancelAnswer, cancel_batch
@@ -14,6 +14,7 @@ from app.store.events import log_transitions
 from app.store.tables import UNFINISHED_VALUES, task_from_row, tasks
 
 PAGE_SIZE = 500
+BulkAction = Literal["cancel", "retry"]
 RERUNNABLE_VALUES = sorted(status.value for status in RERUNNABLE)
 
 
@@ -96,13 +97,28 @@ def rerun(
     return moved
 
 
+def _cancellable() -> list[Any]:
+    """Unfinished, and nobody asked its cancel yet."""
+    return [tasks.c.status.in_(UNFINISHED_VALUES), tasks.c.cancel_requested.is_(False)]
+
+
+def _rerunnable() -> list[Any]:
+    return [tasks.c.status.in_(RERUNNABLE_VALUES)]
+
+
+def count(conn: Connection, selection: Selection, *, action: BulkAction) -> int:
+    """How many tasks the action would take now (what the dashboard shows before acting)."""
+    taken = _cancellable() if action == "cancel" else _rerunnable()
+    query = select(func.count()).select_from(tasks).where(*selection.conditions(), *taken)
+    return int(conn.execute(query).scalar_one())
+
+
 def cancel_page(
     conn: Connection, selection: Selection, *, after: str
 ) -> tuple[list[str], list[CancelAnswer | None]]:
     """The next page of unfinished tasks selected, whose cancel nobody asked yet, cancelled
     as a single cancel does (pending ones end now; running ones get the cancel recorded)."""
-    unasked = [tasks.c.status.in_(UNFINISHED_VALUES), tasks.c.cancel_requested.is_(False)]
-    ids = _page(conn, [*selection.conditions(), *unasked], after)
+    ids = _page(conn, [*selection.conditions(), *_cancellable()], after)
     if not ids:
         return [], []
     asks = [Cancel(task_id, selection.replica, selection.api_key_id) for task_id in ids]
@@ -113,8 +129,7 @@ def rerun_page(
     conn: Connection, selection: Selection, *, after: str
 ) -> tuple[list[str], list[StoredTask]]:
     """The next page of re-runnable tasks selected, back in the queue."""
-    rerunnable = tasks.c.status.in_(RERUNNABLE_VALUES)
-    ids = _page(conn, [*selection.conditions(), rerunnable], after)
+    ids = _page(conn, [*selection.conditions(), *_rerunnable()], after)
     if not ids:
         return [], []
     return ids, rerun(conn, ids, replica=selection.replica, api_key_id=selection.api_key_id)

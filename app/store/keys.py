@@ -28,6 +28,13 @@ def key_by_digest(conn: Connection, digest: str) -> ApiKeyPublic | None:
     return None if row is None else ApiKeyPublic.model_validate(dict(row))
 
 
+def key_by_id(conn: Connection, key_id: str) -> ApiKeyPublic | None:
+    row = (
+        conn.execute(select(*PUBLIC_COLUMNS).where(api_keys.c.key_id == key_id)).mappings().first()
+    )
+    return None if row is None else ApiKeyPublic.model_validate(dict(row))
+
+
 def digest_exists(conn: Connection, digest: str) -> bool:
     return bool(conn.execute(select(exists().where(api_keys.c.secret_sha256 == digest))).scalar())
 
@@ -63,6 +70,9 @@ class KeyStore:
 
     async def by_digest(self, *, digest: str) -> ApiKeyPublic | None:
         return await self.db.read(lambda conn: key_by_digest(conn, digest))
+
+    async def by_id(self, *, key_id: str) -> ApiKeyPublic | None:
+        return await self.db.read(lambda conn: key_by_id(conn, key_id))
 
     async def ensure(self, *, key: ApiKey) -> bool:
         """Stores the key unless its digest is stored already; True when it was added."""

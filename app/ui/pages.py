@@ -1,5 +1,6 @@
-"""The dashboard's pages: overview, tasks, a task, algorithms, replicas. Server-rendered;
-the live parts come from `app.ui.live` (event streams) or a short fragment refresh."""
+"""The dashboard's pages: overview, tasks, a task, bulk, algorithms, an algorithm, replicas.
+Server-rendered; the live parts come from `app.ui.live` (event streams) or a short
+fragment refresh."""
 
 import re
 from datetime import UTC, datetime
@@ -9,11 +10,13 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from app.domain.errors import InvalidRequest
-from app.domain.models import TaskStatus
+from app.domain.models import BulkAnswer, TaskStatus
 from app.service.dashboard import Dashboard
 from app.store.dashboard import TaskFilter
+from app.ui.bulk_form import action_of, filter_of
 from app.ui.charts import bar_chart
-from app.ui.deps import TaskIdDep
+from app.ui.deps import AlgorithmDep, TaskIdDep, principal_in
+from app.ui.policy_form import FIELDS, RETRY_CAUSES
 from app.ui.security import can_act
 from app.ui.templating import templates
 
@@ -37,6 +40,7 @@ def render(request: Request, template: str, page: str, **context: Any) -> HTMLRe
         {
             "page": page,
             "can_act": can_act(request),
+            "principal": principal_in(request),
             "stale_after_s": dashboard.stale_after_s,
             "replica_id": dashboard.service.runner.replica_id,
             **context,
@@ -131,6 +135,72 @@ async def task(request: Request, task_id: TaskIdDep) -> HTMLResponse:
 async def algorithms(request: Request) -> HTMLResponse:
     items = await dashboard_of(request).algorithms()
     return render(request, "algorithms.html", "algorithms", items=items)
+
+
+async def algorithm_page(
+    request: Request, name: str, *, error: str | None = None, entered: dict[str, str] | None = None
+) -> HTMLResponse:
+    """One algorithm: its figures, pause and resume, its policy (a form for admins);
+    `error` and `entered` show a refused change with what was typed."""
+    item = await dashboard_of(request).algorithm(name)
+    return render(
+        request,
+        "algorithm.html",
+        "algorithms",
+        item=item,
+        fields=FIELDS,
+        retry_causes=RETRY_CAUSES,
+        error=error,
+        entered=entered or {},
+    )
+
+
+@router.get("/algorithms/{name}")
+async def algorithm(request: Request, name: AlgorithmDep) -> HTMLResponse:
+    return await algorithm_page(request, name)
+
+
+async def bulk_page(
+    request: Request,
+    values: dict[str, str],
+    *,
+    done: BulkAnswer | None = None,
+    error: str | None = None,
+) -> HTMLResponse:
+    """The bulk page: the filter, how many tasks the chosen action would take now (counted
+    before anything is done), and after an action what it did."""
+    context = request.app.state.context
+    action = action_of(values.get("action", ""))
+    where = filter_of(values)
+    matching = None if action is None else await context.bulk.count(where, action)
+    return render(
+        request,
+        "bulk.html",
+        "bulk",
+        values=values,
+        action=action,
+        matching=matching,
+        done=done,
+        error=error,
+        algorithms=dashboard_of(request).service.registry.names(),
+    )
+
+
+@router.get("/bulk")
+async def bulk(
+    request: Request,
+    algorithm: Annotated[str, Query(max_length=64)] = "",
+    status: Annotated[str, Query(max_length=16)] = "",
+    created_before: Annotated[str, Query(max_length=40)] = "",
+    action: Annotated[str, Query(max_length=16)] = "",
+) -> HTMLResponse:
+    values = {
+        "algorithm": algorithm,
+        "status": status,
+        "created_before": created_before,
+        "action": action,
+    }
+    return await bulk_page(request, values)
 
 
 @router.get("/replicas")

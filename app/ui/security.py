@@ -1,10 +1,11 @@
-"""The dashboard's guards: a same-origin check on every action, and a Content Security
-Policy that lets the pages load nothing but this service's own files.
+"""The dashboard's guards: a same-origin check on every action (sign-in and sign-out
+too), and a Content Security Policy that lets the pages load nothing but this service's
+own files.
 
 Who may see the pages (a viewer or admin key) and act (an admin key) is the API's access
-table (app.api.auth). A browser cannot send a bearer key: the login that trades a key for a
-session cookie (HttpOnly, SameSite=Strict) goes here; until then, with keys required, the
-dashboard answers 401 to a browser."""
+table (app.api.auth). A browser signs in at /ui/login with a key and then carries a session
+cookie (app.service.sessions): HttpOnly, SameSite=Strict, Path=/ui, Secure when the
+request came over TLS, and only ever accepted under /ui."""
 
 from urllib.parse import urlsplit
 
@@ -35,15 +36,20 @@ def can_act(request: Request) -> bool:
 
 async def same_origin(request: Request) -> None:
     """Refuses an action sent from another site's page (a forged form post): the browser's
-    Origin (or Sec-Fetch-Site) must name this very service."""
+    Origin (else its Referer, else Sec-Fetch-Site) must name this very service. A plain
+    form's post says `Origin: null` (the answers' Referrer-Policy is no-referrer), so then
+    Sec-Fetch-Site, which no page's script can set, decides."""
     origin = request.headers.get("origin")
+    if origin is None or origin == "null":
+        origin = request.headers.get("referer")
     if origin is None:
         if request.headers.get("sec-fetch-site") == "same-origin":
             return
         raise CrossOrigin("an action needs the Origin header of this dashboard's own pages")
     # the host alone: behind a TLS-terminating proxy the scheme seen here is http
     if urlsplit(origin).netloc != request.headers.get("host", ""):
-        raise CrossOrigin(f"an action from {origin} is refused: only this dashboard's own pages")
+        shown = urlsplit(origin)._replace(path="", query="", fragment="").geturl()[:200]
+        raise CrossOrigin(f"an action from {shown} is refused: only this dashboard's own pages")
 
 
 class ContentSecurityPolicy:

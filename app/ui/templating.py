@@ -12,7 +12,10 @@ HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 
 
-def _when(value: datetime | None) -> str:
+def _when(value: datetime | str | None) -> str:
+    """A time in UTC to the second (an ISO text too, as the algorithms' JSON holds it)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
     return "" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 

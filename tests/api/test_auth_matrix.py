@@ -3,6 +3,7 @@ its access rule (app/api/auth.py) says, and a route without a rule fails here.""
 
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from conftest import AppClient
@@ -10,7 +11,8 @@ from helpers import create, wait_for
 from keyring import bearer, make_expired_key, make_key, make_revoked_key
 
 from app.api.auth import KEYLESS, ROLES, Access, route_table, rule_of
-from app.domain.keys import Role, new_secret
+from app.domain.keys import ANONYMOUS, Role, new_secret
+from app.service.sessions import SESSION_COOKIE
 
 pytestmark = pytest.mark.anyio
 BAD_KEYS = ("no key", "malformed", "unknown", "revoked", "expired")
@@ -169,6 +171,16 @@ ISSUE_ROLES = {
     ("DELETE", "/v1/keys/{key_id}"): {A},
     ("GET", "/metrics"): {V, A},
     ("GET", "/debug/pprof"): {A},
+    ("GET", "/ui/overview"): {V, A},
+    ("GET", "/ui/algorithms/{name}"): {V, A},
+    ("POST", "/ui/tasks/{task_id}/cancel"): {A},
+    ("POST", "/ui/tasks/{task_id}/retry"): {A},
+    ("GET", "/ui/bulk"): {V, A},
+    ("POST", "/ui/bulk/cancel"): {A},
+    ("POST", "/ui/bulk/retry"): {A},
+    ("POST", "/ui/algorithms/{name}"): {A},
+    ("POST", "/ui/algorithms/{name}/pause"): {A},
+    ("POST", "/ui/algorithms/{name}/resume"): {A},
 }
 
 
@@ -179,4 +191,50 @@ def test_the_rules_give_each_role_what_the_issue_says() -> None:
         assert access not in KEYLESS, (method, path)
         assert ROLES[access] == roles, (method, path, access)
     assert rule_of("GET", "/healthz") is Access.OPEN
+    for method, path in (("GET", "/ui/login"), ("POST", "/ui/login"), ("POST", "/ui/logout")):
+        assert rule_of(method, path) is Access.OPEN, (method, path)
     assert rule_of("POST", "/v1/tasks/{task_id}/callback") is Access.SIGNED
+
+
+async def test_every_dashboard_route_answers_a_session_as_its_key(app_client: AppClient) -> None:
+    """A signed-in browser (its session cookie, no bearer key) gets on every /ui route what
+    its key's role gets; a session whose key was revoked gets 401."""
+    async with app_client(auth="on", key_rate_per_s=100000) as client:
+        _, admin = await make_key(client, Role.ADMIN)
+        task = await create_as(client, bearer(admin))
+        values = {"task_id": task["task_id"], "name": "hello"}
+        origin = {"Origin": str(client.base_url).rstrip("/")}
+        form = {**origin, "Content-Type": "application/x-www-form-urlencoded"}
+        revoked_id, revoked = await make_key(client, Role.VIEWER)
+        cookies = {}
+        for name, secret in (("viewer", None), ("admin", admin), ("revoked", revoked)):
+            secret = secret or (await make_key(client, Role.VIEWER))[1]
+            answer = await client.post("/ui/login", data={"key": secret}, headers=form)
+            assert answer.status_code == 303, answer.text
+            cookies[name] = client.cookies[SESSION_COOKIE]
+            client.cookies.clear()
+        await client.app.state.context.keys.revoke(revoked_id, by=ANONYMOUS)  # type: ignore[attr-defined]
+        await anyio.sleep(1.1)  # past the key cache
+        dashboard = [
+            (method, path)
+            for method, path in operations(client.app)  # type: ignore[attr-defined]
+            if path.startswith("/ui") and not path.startswith("/ui/static")
+        ]
+        assert len(dashboard) >= 10
+        for method, path in sorted(dashboard, key=lambda op: op[0] == "POST"):
+            access = rule_of(method, path)
+            assert access is not None, (method, path)
+            url = fill(path, values)
+            for name, cookie in cookies.items():
+                client.cookies.set(SESSION_COOKIE, cookie, path="/ui")
+                response = await client.request(method, url, headers=origin)
+                client.cookies.clear()
+                where = f"{method} {path} with a {name} session: {response.status_code}"
+                if access in KEYLESS:  # the sign-in checks the key in its form itself
+                    assert response.status_code < 500, where
+                elif name == "revoked":
+                    assert response.status_code == 401, where
+                elif ROLE_OF[name] not in ROLES[access]:
+                    assert response.status_code == 403, where
+                else:
+                    assert response.status_code not in (401, 403), where

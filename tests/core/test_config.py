@@ -49,6 +49,7 @@ def test_env_example_is_itself_a_valid_configuration(monkeypatch: pytest.MonkeyP
         ({"TASKBEAT_MAX_ACTIVE": "0"}, "TASKBEAT_MAX_ACTIVE"),
         ({"TASKBEAT_DATABASE_URL": "mysql://x"}, "database_url"),
         ({"TASKBEAT_LEASE_S": "1", "TASKBEAT_HEARTBEAT_INTERVAL_S": "2"}, "lease_s"),
+        ({"TASKBEAT_SESSION_SECRET": "too-short"}, "session_secret must be 32 or more"),
     ],
 )
 def test_bad_settings_stop_the_service_with_a_clear_message(

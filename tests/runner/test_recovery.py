@@ -194,3 +194,22 @@ async def test_a_running_task_this_replica_does_not_run_is_handed_back_and_rerun
     history = await context.store.task_history(task_id=task_id)
     handed = [e for e in history if (e.from_status, e.to_status) == ("running", "pending")]
     assert [e.replica for e in handed] == [context.replica_id]
+
+
+async def test_the_tasks_the_sweeper_ends_are_counted_as_finished(
+    client: httpx.AsyncClient,
+) -> None:
+    def finished(text: str, status: str) -> float:
+        line = f'taskbeat_tasks_finished_total{{algorithm="hello",status="{status}"}} '
+        found = [row for row in text.splitlines() if row.startswith(line)]
+        return float(found[0].split()[-1]) if found else 0.0
+
+    before = (await client.get("/metrics")).text
+    used_up = [await orphan(client, attempt=3) for _ in range(2)]
+    asked = await orphan(client, cancel_requested=True)
+    for task_id in used_up:
+        assert (await wait_for(client, task_id))["status"] == "failed"
+    assert (await wait_for(client, asked))["status"] == "cancelled"
+    after = (await client.get("/metrics")).text
+    assert finished(after, "failed") - finished(before, "failed") == 2
+    assert finished(after, "cancelled") - finished(before, "cancelled") == 1

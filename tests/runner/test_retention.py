@@ -53,6 +53,7 @@ def retention_of(client: httpx.AsyncClient) -> Retention:
         context.updates,
         context.runner,
         context.replica_id,
+        context.runner.metrics,
     )
     return Retention(parts)
 

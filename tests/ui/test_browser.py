@@ -1,7 +1,9 @@
 """The dashboard in a real browser (Chromium through Playwright) against a served process:
 every page loads with no console error and no request leaving 127.0.0.1, progress moves
 without a reload, cancel works from the task page, and a killed replica's tasks are flagged
-stale exactly as `taskbeat heartbeats` flags them. Screenshots land in docs/screenshots/."""
+stale exactly as `taskbeat heartbeats` flags them; signing in with a key (a viewer sees no
+buttons), signing out; pausing an algorithm and editing its policy from its page.
+Screenshots land in docs/screenshots/."""
 
 import json
 import signal
@@ -13,8 +15,11 @@ from typing import Any
 import httpx
 import pytest
 
+from app.domain.keys import new_secret
+from app.service.sessions import SESSION_COOKIE
+
 pytestmark = pytest.mark.browser
-PAGES = ("overview", "tasks", "algorithms", "replicas")
+PAGES = ("overview", "tasks", "bulk?action=retry", "algorithms", "algorithms/hello", "replicas")
 LONG = {"duration_ms": 120_000, "steps": 120}
 
 
@@ -60,7 +65,8 @@ def test_every_page_loads_clean_at_desktop_and_phone_width(start_server, open_pa
             page.wait_for_timeout(500)  # the live parts connect and swap
             overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
             assert overflow <= 1, f"{name} is wider than {width} px by {overflow} px"
-            shot = "task" if name.startswith("tasks/") else name
+            prefix = name[: name.find("/") + 1]
+            shot = {"tasks/": "task", "algorithms/": "algorithm"}.get(prefix, name.split("?")[0])
             if not suffix or shot in ("tasks", "task"):
                 watched.shoot(f"{shot}{suffix}")
         page.goto(f"{server.url}/docs")
@@ -173,3 +179,145 @@ def test_a_killed_replicas_tasks_are_flagged_stale_as_the_cli_flags_them(
     watched.shoot("replicas-stale")
     watched.check_clean()
     httpx.post(f"{viewer.url}/v1/tasks/{survivor}/cancel")
+
+
+def make_key_over_api(url: str, admin: str, role: str) -> str:
+    answer = httpx.post(
+        f"{url}/v1/keys",
+        json={"name": f"browser-{role}", "role": role},
+        headers={"Authorization": f"Bearer {admin}"},
+    )
+    assert answer.status_code == 201, answer.text
+    return str(answer.json()["secret"])
+
+
+def sign_in(page: Any, secret: str) -> None:
+    page.get_by_label("API key").fill(secret)
+    with page.expect_navigation():
+        page.get_by_role("button", name="Sign in").click()
+    assert page.locator("#signin-error").count() == 0, page.locator("#signin-error").inner_text()
+
+
+def test_sign_in_with_a_key_a_viewer_sees_no_buttons_then_signs_out(
+    start_server, open_page
+) -> None:
+    admin = new_secret()
+    server = start_server(TASKBEAT_BOOTSTRAP_ADMIN_KEY=admin)
+    viewer = make_key_over_api(server.url, admin, "viewer")
+    as_admin = {"Authorization": f"Bearer {admin}"}
+    body = {"algorithm": "hello", "input": LONG}
+    task_id = httpx.post(f"{server.url}/v1/tasks", json=body, headers=as_admin).json()["task_id"]
+    watched = open_page(server.url)
+    page = watched.page
+
+    page.goto(f"{server.url}/ui/tasks/{task_id}")
+    assert page.url.startswith(f"{server.url}/ui/login?next=")
+    watched.shoot("login")
+    sign_in(page, viewer)
+    assert page.url == f"{server.url}/ui/tasks/{task_id}"
+    assert page.locator("header .who").inner_text().startswith("browser-viewer (viewer)")
+    assert page.get_by_role("button", name="Cancel task").count() == 0
+    (cookie,) = [c for c in page.context.cookies() if c["name"] == SESSION_COOKIE]
+    assert cookie["httpOnly"] is True
+    assert cookie["sameSite"] == "Strict"
+    assert cookie["path"] == "/ui"
+    assert viewer not in cookie["value"]
+    assert page.evaluate("document.cookie") == ""  # HttpOnly: no script reads it
+    page.goto(f"{server.url}/ui/algorithms/hello")
+    assert page.get_by_role("button", name="Pause").count() == 0
+    assert page.get_by_role("button", name="Save policy").count() == 0
+
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url("**/ui/login")
+    page.goto(f"{server.url}/ui/overview")
+    assert page.url.startswith(f"{server.url}/ui/login")
+    sign_in(page, admin)
+    assert page.url == f"{server.url}/ui/overview"
+    page.goto(f"{server.url}/ui/tasks/{task_id}")
+    assert page.get_by_role("button", name="Cancel task").count() == 1
+    watched.check_clean()
+    httpx.post(f"{server.url}/v1/tasks/{task_id}/cancel", headers=as_admin)
+
+
+def test_pausing_an_algorithm_from_its_page_stops_new_runs(start_server, open_page) -> None:
+    server = start_server()
+    watched = open_page(server.url)
+    page = watched.page
+    page.goto(f"{server.url}/ui/algorithms/hello")
+    page.get_by_role("button", name="Pause").click()
+    page.wait_for_selector("#paused .waiting")
+    assert httpx.get(f"{server.url}/v1/algorithms/hello").json()["paused"] is True
+    task_ids = [create(server.url, duration_ms=50) for _ in range(3)]
+    time.sleep(1.5)
+    for task_id in task_ids:
+        assert httpx.get(f"{server.url}/v1/tasks/{task_id}").json()["status"] == "pending"
+    page.wait_for_function("() => document.querySelector('#waiting').textContent === '3'")
+    watched.shoot("algorithm-paused")
+    page.goto(f"{server.url}/ui/tasks/{task_ids[0]}")
+    assert "waiting: algorithm paused" in page.locator("#task-waiting").inner_text()
+    page.goto(f"{server.url}/ui/algorithms/hello")
+    page.get_by_role("button", name="Resume").click()
+    page.wait_for_selector("button:has-text('Pause')")
+    for task_id in task_ids:
+        wait_status(server.url, task_id, {"succeeded"})
+    watched.check_clean()
+
+
+def test_editing_max_active_from_the_page_shows_in_the_api(start_server, open_page) -> None:
+    server = start_server()
+    watched = open_page(server.url)
+    page = watched.page
+    page.goto(f"{server.url}/ui/algorithms/hello")
+    page.get_by_role("textbox", name="max_active").fill("3")
+    page.get_by_role("button", name="Save policy").click()
+    page.wait_for_function("() => document.querySelector('#max-active').textContent === '3'")
+    (hello,) = httpx.get(f"{server.url}/v1/algorithms").json()["items"]
+    assert hello["max_active"] == 3
+
+    page.get_by_role("textbox", name="max_active").fill("0")
+    page.get_by_role("button", name="Save policy").click()
+    alert = page.get_by_role("alert")
+    assert "max_active: Input should be greater than or equal to 1" in alert.inner_text()
+    typed = page.get_by_role("textbox", name="max_active").input_value()
+    assert typed == "0"  # what was typed stays, to mend
+    assert httpx.get(f"{server.url}/v1/algorithms/hello").json()["max_active"] == 3
+    # the one console line is the browser's note of the 422 answer itself
+    assert all("status of 422" in error for error in watched.errors), watched.errors
+    watched.errors.clear()
+    watched.check_clean()
+
+
+def test_retry_from_the_task_page_and_bulk_cancel_after_its_count(start_server, open_page) -> None:
+    server = start_server()
+    failed = create(server.url, duration_ms=50, steps=2, fail_at_step=1, fail_message="boom")
+    wait_status(server.url, failed, {"failed"})
+    watched = open_page(server.url)
+    page = watched.page
+    page.goto(f"{server.url}/ui/tasks/{failed}")
+    asked = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
+    with page.expect_navigation():
+        page.get_by_role("button", name="Retry task").click()
+    assert asked
+    assert failed in asked[0]
+    page.wait_for_selector("#attempts tbody tr:nth-child(4)")  # three failed runs, a 4th
+    assert httpx.get(f"{server.url}/v1/tasks/{failed}").json()["attempt"] >= 4
+
+    httpx.post(f"{server.url}/v1/algorithms/hello/pause")
+    waiting = [create(server.url, duration_ms=50) for _ in range(2)]
+    page.goto(f"{server.url}/ui/bulk")
+    page.get_by_label("Action").select_option("cancel")
+    page.get_by_label("Status").select_option("pending")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Count").click()
+    act = page.get_by_role("button", name="Cancel 2 tasks")
+    assert act.count() == 1
+    for task_id in waiting:  # counted, not touched
+        assert httpx.get(f"{server.url}/v1/tasks/{task_id}").json()["status"] == "pending"
+    with page.expect_navigation():
+        act.click()
+    assert "Cancelled: 2" in page.locator("#bulk-done").inner_text()
+    for task_id in waiting:
+        assert httpx.get(f"{server.url}/v1/tasks/{task_id}").json()["status"] == "cancelled"
+    watched.check_clean()
+    httpx.post(f"{server.url}/v1/algorithms/hello/resume")

@@ -114,7 +114,10 @@ async def test_pages_stay_fast_with_100000_tasks(app_client, database_url: str) 
             ("/ui/tasks", {"algorithm": "hello"}),
             ("/ui/tasks", {"q": "ab"}),
             ("/ui/replicas", {}),
+            ("/ui/bulk", {"action": "retry"}),
+            ("/ui/bulk", {"action": "cancel", "algorithm": "hello"}),
             ("/ui/algorithms", {}),
+            ("/ui/algorithms/hello", {}),
             ("/metrics", {}),
         ]:
             started = time.perf_counter()
