@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: venv install dev run test lint sync-client chaos clib clib-test clean bench-deps bench bench-quick dist dist-test browser vendor-ui
+.PHONY: venv install dev run test screenshots lint sync-client chaos clib clib-test clean bench-deps bench bench-quick dist dist-test browser vendor-ui
 
 venv:
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ run: install
 
 test: dev clib-test browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The browser tests again, their screenshots written into docs/screenshots (the README's).
+screenshots: dev browser
+	TASKBEAT_SCREENSHOTS=docs $(BIN)/python -m pytest -m browser tests/ui $(PYTEST_ARGS)
 
 # lint-imports checks the layer contracts and finds import cycles (tool.importlinter).
 lint: dev

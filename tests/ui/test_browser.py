@@ -3,7 +3,7 @@ every page loads with no console error and no request leaving 127.0.0.1, progres
 without a reload, cancel works from the task page, and a killed replica's tasks are flagged
 stale exactly as `taskbeat heartbeats` flags them; signing in with a key (a viewer sees no
 buttons), signing out; pausing an algorithm and editing its policy from its page.
-Screenshots land in docs/screenshots/."""
+Screenshots land in var/screenshots/ (`make screenshots`: in docs/screenshots/)."""
 
 import json
 import signal
