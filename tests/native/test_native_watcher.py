@@ -252,6 +252,6 @@ async def test_a_thousand_jobs_of_ten_steps_deliver_every_finish_in_order(
         progress = [change.progress for change in changes]
         assert progress == sorted(set(progress)), handle
         assert changes[-1][:3] == (handle, JobState.SUCCEEDED, 100)
-    # Steps are 50-100 ms apart: many reach their waiter one by one, more than the finishes
-    # alone (a loaded machine coalesces more of them, so the bound is loose).
-    assert sum(len(changes) for changes in seen.values()) > 2 * 1000
+    # Steps are 50-100 ms apart: progress reaches the waiters besides the finishes (a
+    # loaded machine coalesces many steps into one change, so the bound is loose).
+    assert sum(len(changes) for changes in seen.values()) > 1000
