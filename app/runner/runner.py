@@ -377,7 +377,7 @@ class Runner:
                 log.warning("could not release the unfinished tasks: %s", exc)
             # What the ended runs queued goes out before this replica's counts are dropped.
             await self.live.run_events.flush()
-            await self.updates.outbox.flush()
+            await self.updates.flush()
             await self.live.forget_replica(self.replica_id, self.algorithm_names())
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
