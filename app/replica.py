@@ -30,6 +30,7 @@ from app.live.updates import UpdateHub
 from app.native import JobWatcher, load_library
 from app.runner.heartbeat import Heartbeat
 from app.runner.local_runs import LoopParts
+from app.runner.retention import Retention
 from app.runner.runner import Runner
 from app.runner.sweeper import Sweeper
 from app.service.algorithms import AlgorithmService
@@ -166,7 +167,13 @@ async def running_replica(settings: Settings) -> AsyncIterator[ReplicaContext]:
             await tg.start(runner.run)
             # The replica's loops, next to the runner; stopped before it hands its tasks back.
             loops = anyio.CancelScope()
-            replica_loops = (subscriber.run, heartbeat.run, sweeper.run, runner.admission.run)
+            replica_loops = (
+                subscriber.run,
+                heartbeat.run,
+                sweeper.run,
+                runner.admission.run,
+                Retention(loop_parts).run,
+            )
             await tg.start(_run_loops, loops, replica_loops)
             log.info("replica %s ready", replica_id)
             try:

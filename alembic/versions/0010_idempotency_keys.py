@@ -5,7 +5,7 @@ transaction that inserts its task: the primary key makes a second create with th
 on any replica, find the first one's task instead of making another.
 
 Revision ID: 0010
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-02
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0010"
-down_revision: str | None = "0007"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -30,8 +30,10 @@ def upgrade() -> None:
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
     )
     op.create_index("ix_idempotency_keys_expires", "idempotency_keys", ["expires_at"])
+    op.create_index("ix_idempotency_keys_task", "idempotency_keys", ["task_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_idempotency_keys_task", table_name="idempotency_keys")
     op.drop_index("ix_idempotency_keys_expires", table_name="idempotency_keys")
     op.drop_table("idempotency_keys")

@@ -1,4 +1,4 @@
-"""`taskbeat tasks create | get | list | wait | cancel | retry`: tasks from a shell.
+"""`taskbeat tasks create | get | list | wait | cancel | retry | delete`: tasks from a shell.
 
 Exit status: 0 ok, 1 API error (or a wait that ran out of time), 3 server unreachable.
 """
@@ -29,6 +29,8 @@ TASK_FIELDS = (
     "attempt",
     "poll_failures",
     "timeout_s",
+    "run_at",
+    "next_attempt_at",
     "created_at",
     "started_at",
     "finished_at",
@@ -89,7 +91,12 @@ def create(client: TaskbeatClient, args: argparse.Namespace) -> int:
         print(f"taskbeat: --input is not JSON: {exc}", file=sys.stderr)
         return EXIT_API_ERROR
     task = client.create(
-        args.algorithm, task_input, timeout_s=args.timeout_s, idempotency_key=args.idempotency_key
+        args.algorithm,
+        task_input,
+        timeout_s=args.timeout_s,
+        run_at=args.run_at,
+        delay_s=args.delay,
+        idempotency_key=args.idempotency_key,
     )
     if args.wait:
         task = wait_with_bar(client, task.task_id, args.wait_timeout_s)
@@ -110,6 +117,15 @@ def wait(client: TaskbeatClient, args: argparse.Namespace) -> int:
 
 def cancel(client: TaskbeatClient, args: argparse.Namespace) -> int:
     _show_task(client.cancel(args.task_id), args)
+    return EXIT_OK
+
+
+def delete(client: TaskbeatClient, args: argparse.Namespace) -> int:
+    client.delete(args.task_id)
+    if args.json:
+        emit_json({"task_id": args.task_id, "deleted": True})
+    else:
+        print(f"deleted {args.task_id}")
     return EXIT_OK
 
 
@@ -137,13 +153,18 @@ def list_tasks(client: TaskbeatClient, args: argparse.Namespace) -> int:
 
 def add_commands(commands: "SubCommands") -> None:
     """Adds `tasks` and its verbs to the `taskbeat` parser."""
-    tasks = commands.add_parser("tasks", help="create, read, list, wait for and cancel tasks")
+    tasks = commands.add_parser(
+        "tasks", help="create, read, list, wait for, cancel and delete tasks"
+    )
     verbs = tasks.add_subparsers(dest="verb", required=True)
 
     create_parser = add_api_command(verbs, "create", create, "create a task")
     create_parser.add_argument("algorithm", help="e.g. hello")
     create_parser.add_argument("--input", default="{}", help="the input, a JSON object")
     create_parser.add_argument("--timeout-s", type=int, help="the task's own timeout")
+    start = create_parser.add_mutually_exclusive_group()
+    start.add_argument("--run-at", help="start it then: ISO-8601 with an offset (…T09:00+02:00)")
+    start.add_argument("--delay", type=float, metavar="SECONDS", help="start it this much later")
     create_parser.add_argument(
         "--idempotency-key", help="a repeat with this key answers the first task, not a new one"
     )
@@ -170,3 +191,4 @@ def add_commands(commands: "SubCommands") -> None:
     add_api_command(
         verbs, "retry", retry, "run a failed, cancelled or timed-out task again"
     ).add_argument("task_id")
+    add_api_command(verbs, "delete", delete, "delete a finished task").add_argument("task_id")

@@ -64,11 +64,19 @@ def parse_page(response: httpx.Response) -> TaskPage:
 
 
 def create_body(
-    algorithm: str, input: dict[str, Any] | None, timeout_s: int | None
+    algorithm: str,
+    input: dict[str, Any] | None,
+    timeout_s: int | None,
+    run_at: datetime | str | None = None,
+    delay_s: float | None = None,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {"algorithm": algorithm, "input": input or {}}
     if timeout_s is not None:
         body["timeout_s"] = timeout_s
+    if run_at is not None:
+        body["run_at"] = run_at.isoformat() if isinstance(run_at, datetime) else run_at
+    if delay_s is not None:
+        body["delay_s"] = delay_s
     return body
 
 

@@ -10,7 +10,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from app.core.config_file import ConfigFileSource, config_file_path
 from app.domain.keys import SECRET_PATTERN
-from app.domain.policy import Policy, PolicyFields
+from app.domain.policy import DEFAULT_RETENTION_S, Policy, PolicyFields
 
 
 def sqlite_file(url: str) -> Path | None:
@@ -112,6 +112,15 @@ class Settings(BaseSettings):
     retry_max_s: float = Field(
         default=300.0, gt=0, description="default retry_max_s: the longest backoff"
     )
+    retention_s: float = Field(
+        default=DEFAULT_RETENTION_S,
+        gt=0,
+        description="finished tasks older than this are deleted (an algorithm's retention_s"
+        " overrides it)",
+    )
+    retention_interval_s: float = Field(
+        default=60.0, gt=0, description="seconds between two passes that delete old tasks"
+    )
     config_file: Path | None = Field(
         default=None,
         description="TOML file of settings (by name), [algorithms.<name>] policies and "
@@ -203,6 +212,7 @@ class Settings(BaseSettings):
             retry_base_s=min(self.retry_base_s, self.retry_max_s),
             retry_max_s=self.retry_max_s,
             poll_interval_s=self.poll_interval_s,
+            retention_s=self.retention_s,
         )
         declared = self.algorithms.get(name)
         return defaults if declared is None else defaults.with_fields(declared.given())

@@ -2,10 +2,10 @@
 
 import enum
 import uuid
-from datetime import UTC, datetime
-from typing import Annotated, Any
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Strict, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Strict, field_validator, model_validator
 from pydantic import Field as PydanticField
 from sqlalchemy import JSON, DateTime, Index, String, TypeDecorator
 from sqlalchemy.dialects.postgresql import JSONB
@@ -32,6 +32,10 @@ FINISHED: frozenset[TaskStatus] = frozenset(
 UNFINISHED: frozenset[TaskStatus] = frozenset(set(TaskStatus) - FINISHED)
 # The finished statuses a re-run may start again from (a success is never re-run).
 RERUNNABLE: frozenset[TaskStatus] = FINISHED - {TaskStatus.SUCCEEDED}
+
+
+# The furthest a task's start may be put off (run_at, delay_s): a year and a day.
+MAX_DELAY_S = 366 * 24 * 3600
 
 
 def utcnow() -> datetime:
@@ -83,11 +87,38 @@ class TaskCreate(SQLModel):
     # strict: "5" or 5.5 is a client's mistake, not a timeout
     timeout_s: Annotated[int, Strict()] | None = Field(default=None, ge=1)
     priority: Annotated[int, Strict()] | None = Field(default=None, ge=0, le=9)
+    # A delayed start: at `run_at` (with its UTC offset), or `delay_s` seconds from now.
+    run_at: AwareDatetime | None = None
+    delay_s: Annotated[float, Strict()] | None = Field(default=None, gt=0, le=MAX_DELAY_S)
 
     @field_validator("algorithm")
     @classmethod
     def _strip(cls, value: str) -> str:
         return value.strip()
+
+    @field_validator("run_at", mode="before")
+    @classmethod
+    def _iso_text(cls, value: Any) -> Any:
+        # a number is no ISO-8601 time (pydantic reports a ValueError)
+        if value is not None and not isinstance(value, str):
+            raise ValueError("run_at must be an ISO-8601 date and time with a UTC offset")
+        return value
+
+    @model_validator(mode="after")
+    def _one_start_time(self) -> Self:
+        if self.run_at is not None and self.delay_s is not None:
+            raise ValueError("give run_at or delay_s, not both")
+        if self.run_at is not None and self.run_at - utcnow() > timedelta(seconds=MAX_DELAY_S):
+            raise ValueError(f"run_at must be at most {MAX_DELAY_S // 86400} days from now")
+        return self
+
+    def start_at(self, now: datetime) -> datetime | None:
+        """When the task may start, in UTC (a run_at already past is now); None: not asked."""
+        if self.delay_s is not None:
+            return now + timedelta(seconds=self.delay_s)
+        if self.run_at is not None:
+            return max(self.run_at, now).astimezone(UTC)
+        return None
 
 
 class TaskBase(SQLModel):
@@ -105,7 +136,10 @@ class TaskBase(SQLModel):
     priority: int = 0
     poll_failures: int = 0
     timeout_s: int
-    # When a retry's backoff ends (None: due at once).
+    # When the task was asked to start (a delayed start; None: at once). It stays as asked.
+    run_at: datetime | None = _time_column()
+    # When the next attempt becomes due: its run_at before the first one, a retry's backoff
+    # end after a failed one (None: due at once). The queue's one "not before" column.
     next_attempt_at: datetime | None = _time_column()
     created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     started_at: datetime | None = _time_column()
@@ -136,6 +170,8 @@ class Task(TaskBase, table=True):
         Index("ix_tasks_finished", "finished_at"),
         # The queue: a claim reads one algorithm's waiting tasks, highest priority first.
         Index("ix_tasks_queue", "algorithm", "status", "priority", "created_at"),
+        # The next due time of the waiting tasks (delayed starts, retries): a range, no scan.
+        Index("ix_tasks_due", "status", "next_attempt_at"),
     )
 
 
@@ -201,7 +237,11 @@ class IdempotencyKey(SQLModel, table=True):
     key makes a second create with it, on any replica, find the first one's task."""
 
     __tablename__ = "idempotency_keys"
-    __table_args__ = (Index("ix_idempotency_keys_expires", "expires_at"),)
+    __table_args__ = (
+        Index("ix_idempotency_keys_expires", "expires_at"),
+        # a deleted task frees its keys (retention, DELETE /v1/tasks/{id})
+        Index("ix_idempotency_keys_task", "task_id"),
+    )
 
     scope: str = Field(primary_key=True, max_length=32)
     key: str = Field(primary_key=True, max_length=255)
@@ -234,6 +274,7 @@ class TaskPublic(SQLModel):
     priority: int
     poll_failures: int
     timeout_s: int
+    run_at: datetime | None = None
     next_attempt_at: datetime | None
     created_at: datetime
     started_at: datetime | None

@@ -10,6 +10,7 @@ RetryCause = Literal["lost", "failed", "timed_out"]
 DEFAULT_RETRY_ON: tuple[RetryCause, ...] = ("lost", "failed")
 RETRY_JITTER = 0.25
 PRIORITY_MIN, PRIORITY_MAX = 0, 9
+DEFAULT_RETENTION_S = 7 * 24 * 3600.0
 
 Priority = Annotated[int, Strict(), Field(ge=PRIORITY_MIN, le=PRIORITY_MAX)]
 PositiveInt = Annotated[int, Strict(), Field(ge=1)]
@@ -33,6 +34,7 @@ class PolicyFields(BaseModel):
     priority: Priority | None = None
     paused: bool | None = None
     paused_until: datetime | None = None
+    retention_s: PositiveSeconds | None = None
 
     def given(self) -> dict[str, Any]:
         """The fields that were set, in JSON form."""
@@ -57,6 +59,7 @@ class Policy(BaseModel):
     priority: int = 0
     paused: bool = False
     paused_until: datetime | None = None
+    retention_s: float = DEFAULT_RETENTION_S  # finished tasks older than this are deleted
 
     @model_validator(mode="after")
     def _check(self) -> Self:

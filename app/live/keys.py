@@ -52,6 +52,11 @@ class RedisKeys:
         return f"{self.prefix}lock:sweeper"
 
     @property
+    def retention_lock(self) -> str:
+        """string: token of the replica deleting expired finished tasks now (expires)."""
+        return f"{self.prefix}lock:retention"
+
+    @property
     def cancel_channel(self) -> str:
         """pub/sub channel: task ids whose cancel was asked on any replica."""
         return f"{self.prefix}cancel"

@@ -224,18 +224,17 @@ class LiveState:
             count = len(task_ids)
             log.warning("%d cancel messages not sent (%s); owners see them later", count, exc)
 
-    async def take_sweeper_lock(self, token: str, ttl_s: float) -> bool:
-        """Only one replica sweeps at a time; without Redis, sweep anyway (updates are CAS)."""
+    async def take_lock(self, key: str, token: str, ttl_s: float) -> bool:
+        """Only one replica does the locked work (a sweep, a retention pass) at a time;
+        without Redis, do it anyway (the work is safe to race: every write is conditional)."""
         try:
-            taken = await self.client.set(
-                self.keys.sweeper_lock, token, nx=True, px=int(ttl_s * 1000)
-            )
+            taken = await self.client.set(key, token, nx=True, px=int(ttl_s * 1000))
         except REDIS_AWAY:
             return True
         return bool(taken)
 
-    async def release_sweeper_lock(self, token: str) -> None:
+    async def release_lock(self, key: str, token: str) -> None:
+        """Releases `key` if this replica (its `token`) still holds it."""
         await self._tolerant(
-            "sweeper lock release",
-            lambda: RELEASE_LOCK.run(self.client, (self.keys.sweeper_lock,), (token,)),
+            "lock release", lambda: RELEASE_LOCK.run(self.client, (key,), (token,))
         )

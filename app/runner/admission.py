@@ -3,10 +3,12 @@ next due tasks from it (app.store.claims), within each algorithm's cluster-wide 
 
 A replica learns at once that work waits through a hint on Redis pub/sub (published by
 whoever queued it, received through the replica's one subscription); a slow periodic
-look catches what a lost hint missed, and a local timer wakes it when a retry it
-scheduled or a pause falls due. The policies in force are read again from the database
-at least every POLICY_REFRESH_S, so a change made on any replica is in force on all of
-them within a second.
+look catches what a lost hint missed. Work that falls due later (a delayed start, a
+retry's backoff, a pause's end) sets a timer: on the replica that queued it, on the
+others through a `due:` hint, and on every replica through the next due time it reads
+from the database with the queue figures (so also after a replica died or all restarted).
+The policies in force are read again from the database at least every POLICY_REFRESH_S,
+so a change made on any replica is in force on all of them within a second.
 """
 
 import logging
@@ -39,7 +41,15 @@ PERIODIC_LOOK_S = 2.0
 POLICY_REFRESH_S = 0.5
 FIGURES_REFRESH_S = 2.0  # the backlog counts behind max_waiting's 429 (a read of the queue)
 FAULT_DELAY_S = 1.0
-HINT_WORK, HINT_POLICY = "work", "policy"
+HINT_WORK, HINT_POLICY, HINT_DUE = "work", "policy", "due:"
+# A look for work due at T is made just after T (the claim compares with its own clock).
+DUE_GRACE_S = 0.02
+MAX_TIMERS = 1024  # due times kept; later ones are read again from the database
+
+
+def due_hint(at: datetime) -> str:
+    """The hint that tells the replicas work falls due at `at`."""
+    return f"{HINT_DUE}{at.timestamp():.6f}"
 
 
 class RunSlots(Protocol):
@@ -114,7 +124,8 @@ class Admission:
         self._policies = policies
         self._runs = runs
         self._wake = anyio.Event()
-        self._due_s: list[float] = []  # monotonic times a local retry or pause ends
+        self._look_asked = True  # a wake that wants a claim (not just a new timer)
+        self._due_at: set[float] = set()  # unix times queued work falls due
         # Whether the queue may hold due work this replica could take once a slot frees
         # (a look that found none spares the database a claim at every run's end).
         self._may_hold_work = True
@@ -124,6 +135,7 @@ class Admission:
     def wake(self) -> None:
         """Looks at the queue again soon (coalesced: one look for many wakes)."""
         self._may_hold_work = True
+        self._look_asked = True
         self._wake.set()
 
     def slot_freed(self) -> None:
@@ -138,8 +150,16 @@ class Admission:
         self._updates.status_changed(task_id, Status.PENDING, attempt, 0)
 
     def wake_at(self, at: datetime) -> None:
-        delay_s = max(0.0, (at - utcnow()).total_seconds())
-        self._due_s.append(time.monotonic() + delay_s)
+        """Looks at the queue again just after `at`, when work falls due."""
+        self._add_timer(at.timestamp())
+
+    def _add_timer(self, at_s: float) -> None:
+        if at_s <= time.time() or at_s in self._due_at:
+            return
+        self._due_at.add(at_s)
+        if len(self._due_at) > MAX_TIMERS:
+            self._due_at.discard(max(self._due_at))
+        self._wake.set()  # the loop sleeps until its next look: it may now be sooner
 
     def queued(self, algorithm: str) -> None:
         """Counts a task this replica queued now, before the next look counts it."""
@@ -170,14 +190,22 @@ class Admission:
         if reserved:
             self._runs.release_slot()
         mine = task.status is Status.RUNNING and task.owner == self._replica_id
-        if not (mine and self._runs.start_claimed(task)) and self._group is not None:
-            self.queued(task.algorithm)
+        if (mine and self._runs.start_claimed(task)) or self._group is None:
+            return
+        self.queued(task.algorithm)
+        due_at = task.next_attempt_at
+        if due_at is not None and due_at > utcnow():
+            self.wake_at(due_at)  # a delayed start: the look that follows its time takes it
+            self._group.start_soon(self.publish, due_hint(due_at))
+        else:
             self._group.start_soon(self.publish)
 
     async def publish(self, hint: str = HINT_WORK) -> None:
-        """Tells every replica (this one too) that work waits or a policy changed; a lost
-        hint only delays things until the periodic look."""
-        self.wake()
+        """Tells every replica (this one too) that work waits, falls due later (a `due:`
+        hint) or that a policy changed; a lost hint only delays things until the periodic
+        look (or the next due time read from the database)."""
+        if not hint.startswith(HINT_DUE):
+            self.wake()
         live = self._live
         try:
             await live.client.publish(live.keys.work_channel, hint)
@@ -185,14 +213,15 @@ class Admission:
             report_fault("work hint", exc)
 
     def _next_look_s(self) -> float:
-        now = time.monotonic()
-        self._due_s = [due for due in self._due_s if due > now - 1.0]
+        """Seconds until the next look: the periodic one, or just after work falls due."""
         pauses = [p.paused_until for p in self._policies.current.values() if p.paused]
         for until in pauses:
             if until is not None:
-                self._due_s.append(time.monotonic() + (until - utcnow()).total_seconds())
-        upcoming = [due - now for due in self._due_s if due > now]
-        return min([PERIODIC_LOOK_S, *upcoming])
+                self._add_timer(until.timestamp())
+        now_s = time.time()
+        self._due_at = {at_s for at_s in self._due_at if at_s > now_s - DUE_GRACE_S}
+        upcoming = [at_s - now_s + DUE_GRACE_S for at_s in self._due_at]
+        return max(0.0, min([PERIODIC_LOOK_S, *upcoming]))
 
     async def admit_once(self) -> int:
         """One claim for the free slots; returns how many runs it started."""
@@ -212,9 +241,12 @@ class Admission:
 
     async def _admit_loop(self) -> None:
         while True:
-            with anyio.move_on_after(self._next_look_s()):
+            with anyio.move_on_after(self._next_look_s()) as sleep:
                 await self._wake.wait()
             self._wake = anyio.Event()
+            if not (sleep.cancelled_caught or self._look_asked):
+                continue  # only a new timer: sleep again, until the sooner time
+            self._look_asked = False
             try:
                 await self.admit_once()
             except Exception as exc:
@@ -226,9 +258,22 @@ class Admission:
 
     async def _count(self) -> None:
         self.figures = await self._store.queue_figures()
+        # what a lost hint, a dead replica or a restart left without a timer here
+        next_due = await self._store.next_due_at(names=sorted(self._policies.configured))
+        if next_due is not None:
+            self.wake_at(next_due)
 
     async def on_hint(self, hint: str) -> None:
         """A hint from the replicas' one subscription (app.live.subscriber)."""
+        if hint.startswith(HINT_DUE):
+            try:
+                at_s = float(hint.removeprefix(HINT_DUE))
+            except ValueError:
+                log.warning("work hint %r ignored: not a due time", hint)
+                return
+            if at_s > time.time():
+                self._add_timer(at_s)
+                return
         if hint == HINT_POLICY:
             await self._policies.refresh()
         self.wake()

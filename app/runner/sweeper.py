@@ -52,7 +52,8 @@ class Sweeper:
     async def sweep_once(self) -> None:
         token = secrets.token_hex(8)
         ttl_s = max(self._settings.heartbeat_interval_s * 2, 5.0)
-        if not await self._live.take_sweeper_lock(token, ttl_s):
+        lock = self._live.keys.sweeper_lock
+        if not await self._live.take_lock(lock, token, ttl_s):
             return
         try:
             await self._forget_silent_replicas()
@@ -60,7 +61,7 @@ class Sweeper:
                 await self._take_over_abandoned()
             await self._sweep_idempotency_keys()
         finally:
-            await self._live.release_sweeper_lock(token)
+            await self._live.release_lock(lock, token)
 
     async def _sweep_idempotency_keys(self) -> None:
         """One bounded delete of expired keys now and then; at once again while a sweep

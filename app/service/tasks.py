@@ -71,6 +71,9 @@ class TaskService:
         if timeout_s > policy.max_timeout_s:
             raise InvalidRequest(f"timeout_s must be at most {policy.max_timeout_s}")
         self.runner.admission.check_capacity(request.algorithm)
+        now = utcnow()
+        run_at = request.start_at(now)
+        delayed = run_at is not None and run_at > now
         task = StoredTask(
             task_id=new_task_id(),
             algorithm=request.algorithm,
@@ -79,7 +82,9 @@ class TaskService:
             timeout_s=timeout_s,
             max_attempts=policy.max_attempts,
             priority=policy.priority if request.priority is None else request.priority,
-            created_at=utcnow(),
+            run_at=run_at,
+            next_attempt_at=run_at if delayed else None,  # a delayed task waits until then
+            created_at=now,
             api_key_id=api_key_id,
         )
         claim = None
@@ -87,7 +92,8 @@ class TaskService:
             scope = api_key_id or ""
             ttl_s = self.settings.idempotency_ttl_s
             claim = IdempotencyClaim(scope, idempotency_key, body_hash(request), ttl_s)
-        reserved = self.runner.reserve_slot()
+        # a delayed task never takes the fast path: the look that follows its time starts it
+        reserved = not delayed and self.runner.reserve_slot()
         start_for = self.runner.replica_id if reserved else None
         configured = self.runner.policies.configured.get(request.algorithm)
         try:
@@ -215,6 +221,13 @@ class TaskService:
             with anyio.move_on_after(CANCEL_WAIT_S):
                 await run.ended.wait()
         return await self.get(task_id)
+
+    async def delete(self, task_id: str, *, visible_to: str | None = None) -> None:
+        """Deletes a finished task with its events and attempts; Conflict while unfinished."""
+        task = await self._load(task_id, visible_to)
+        if not task.status.finished:
+            raise Conflict(f"task {task_id} is {task.status.value}: only a finished one is deleted")
+        await self.store.delete_finished(task_id=task_id)
 
     async def retry(
         self, task_id: str, *, visible_to: str | None = None, api_key_id: str | None = None

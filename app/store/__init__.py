@@ -9,7 +9,8 @@ transaction, and each caller still waits for its own result.
 
 The SQL lives by concern: `events` (the transition log), `reads` and `cursors`, `runs`
 (the hot writes, cancels, progress), `leases` (renewal, takeover, hand-back), `policies`
-(algorithm policies, cluster-wide room, attempts) and `claims` (the one queue).
+(algorithm policies, cluster-wide room, attempts), `claims` (the one queue) and
+`retention` (deleting old finished tasks).
 """
 
 from collections.abc import Iterable, Mapping, Sequence
@@ -20,10 +21,17 @@ from sqlalchemy import Connection
 
 from app.core.batching import GroupCommit
 from app.core.db import Database
-from app.domain.models import FINISHED, AttemptPublic, StoredTask, TaskEvent, TaskStatus
+from app.domain.models import (
+    FINISHED,
+    AttemptPublic,
+    StoredTask,
+    TaskEvent,
+    TaskStatus,
+    utcnow,
+)
 from app.domain.outcome import Outcome
 from app.domain.policy import Policy
-from app.store import bulk, claims, events, idempotency, leases, policies, reads, runs
+from app.store import bulk, claims, events, idempotency, leases, policies, reads, retention, runs
 from app.store.bulk import Selection
 from app.store.cancels import Cancel, CancelAnswer
 from app.store.cursors import decode_cursor
@@ -175,7 +183,26 @@ class TaskStore:
         return await self.db.read(policies.waiting_counts)
 
     async def next_due_at(self, *, names: Sequence[str]) -> datetime | None:
-        return await self.db.read(lambda conn: policies.next_due_at(conn, names))
+        """When the next waiting task becomes due, later than now (None: none waits)."""
+        return await self.db.read(lambda conn: policies.next_due_at(conn, names, utcnow()))
+
+    # ----- retention -------------------------------------------------------------------
+
+    async def delete_finished(self, *, task_id: str) -> None:
+        """Deletes a finished task with its events and attempts (finished never changes, so
+        the caller's read of its status stands)."""
+        await self.db.write(lambda conn: retention.delete_tasks(conn, [task_id]))
+
+    async def delete_expired(
+        self, *, cutoffs: Mapping[str, datetime], default_cutoff: datetime, limit: int
+    ) -> int:
+        """Deletes up to `limit` tasks finished before their algorithm's cutoff (any other
+        algorithm's: `default_cutoff`), oldest first, in one short transaction."""
+        return await self.db.write(
+            lambda conn: retention.delete_expired(
+                conn, cutoffs=cutoffs, default_cutoff=default_cutoff, limit=limit
+            )
+        )
 
     async def cancel(
         self, *, task_id: str, replica: str, api_key_id: str | None = None

@@ -139,12 +139,13 @@ def waiting_counts(conn: Connection) -> dict[str, tuple[int, int]]:
     return counts
 
 
-def next_due_at(conn: Connection, names: Sequence[str]) -> datetime | None:
-    """When the earliest retry of these algorithms becomes due (None: none waits for one)."""
+def next_due_at(conn: Connection, names: Sequence[str], after: datetime) -> datetime | None:
+    """When the next waiting task of these algorithms (a delayed start, a retry) becomes due
+    after `after` (None: none waits for a time). An index range (ix_tasks_due)."""
     query = select(func.min(tasks.c.next_attempt_at)).where(
-        tasks.c.algorithm.in_(names),
         tasks.c.status == TaskStatus.PENDING.value,
-        tasks.c.next_attempt_at.is_not(None),
+        tasks.c.next_attempt_at > after,
+        tasks.c.algorithm.in_(names),
     )
     value: datetime | None = conn.execute(query).scalar_one_or_none()
     return value

@@ -9,6 +9,7 @@ import anyio
 import httpx
 import pytest
 from conftest import AppClient
+from helpers import wait_for
 from keyring import bearer, make_key
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
@@ -57,6 +58,15 @@ async def test_the_same_key_and_body_answer_the_first_task(client: httpx.AsyncCl
     without = await client.post("/v1/tasks", json=BODY)
     assert without.status_code == 202
     assert without.json()["task_id"] not in (task_id, other.json()["task_id"])
+
+
+async def test_a_deleted_tasks_key_is_free_again(client: httpx.AsyncClient) -> None:
+    first = (await post(client, "order-deleted")).json()
+    await wait_for(client, first["task_id"])
+    assert (await client.delete(f"/v1/tasks/{first['task_id']}")).status_code == 204
+    again = await post(client, "order-deleted")
+    assert again.status_code == 202, again.text
+    assert again.json()["task_id"] != first["task_id"]
 
 
 async def test_the_same_key_with_another_body_is_refused(client: httpx.AsyncClient) -> None:

@@ -53,6 +53,7 @@ async def test_another_clients_task_is_not_there_by_any_path(app_client: AppClie
                 ("GET", "/wait?timeout_s=0.1"),
                 ("GET", "/events"),
                 ("POST", "/cancel"),
+                ("DELETE", ""),
             ]:
                 theirs_answer = await client.request(
                     method, f"/v1/tasks/{task_id}{suffix}", headers=alice
@@ -62,7 +63,9 @@ async def test_another_clients_task_is_not_there_by_any_path(app_client: AppClie
                 )
                 assert theirs_answer.status_code == missing.status_code == 404, (method, suffix)
                 assert theirs_answer.json()["error"]["code"] == missing.json()["error"]["code"]
-        # alice's cancel did nothing to bob's running task
+        # alice's cancel and deletes did nothing to bob's tasks
+        for task_id in theirs:
+            assert (await client.get(f"/v1/tasks/{task_id}", headers=bob)).status_code == 200
         assert (await client.get(f"/v1/tasks/{running}", headers=bob)).json()["status"] == "running"
 
         assert sorted(await every_page(client, alice)) == sorted(mine)

@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -90,6 +91,34 @@ def test_get_list_cancel_stats_as_json(served: dict[str, str]) -> None:
     assert set(rule.replace(" ", "")) == {"─"}
     assert row.split()[:3] == [task_id, "hello", "cancelled"]
     assert "\x1b[" not in table.stdout  # no colours when piped
+
+
+def test_create_delayed_then_delete(served: dict[str, str]) -> None:
+    created = parsed(
+        taskbeat(served, "tasks", "create", "hello", "--delay", "1", "--input", "{}", "--json")
+    )
+    assert created["status"] == "pending"
+    assert created["run_at"] is not None
+    task_id = created["task_id"]
+    unfinished = taskbeat(served, "tasks", "delete", task_id)
+    assert unfinished.returncode == 1
+    assert "409 conflict" in unfinished.stderr
+    waited = parsed(taskbeat(served, "tasks", "wait", task_id, "--timeout-s", "10", "--json"))
+    assert waited["status"] == "succeeded"
+    deleted = taskbeat(served, "tasks", "delete", task_id)
+    assert (deleted.returncode, deleted.stdout.strip()) == (0, f"deleted {task_id}")
+    assert taskbeat(served, "tasks", "get", task_id).returncode == 1
+
+    day = (datetime.now(UTC) + timedelta(days=2)).date().isoformat()
+    at = parsed(
+        taskbeat(served, "tasks", "create", "hello", "--run-at", f"{day}T03:04:05+02:00", "--json")
+    )
+    assert at["run_at"].startswith(f"{day}T01:04:05")
+    both = taskbeat(served, "tasks", "create", "hello", "--run-at", "x", "--delay", "1")
+    assert both.returncode == 2  # argparse: not both
+    naive = taskbeat(served, "tasks", "create", "hello", "--run-at", "2031-01-02T03:04:05")
+    assert naive.returncode == 1
+    assert "422" in naive.stderr
 
 
 def test_wait_that_runs_out_of_time_exits_1(served: dict[str, str]) -> None:

@@ -1,5 +1,6 @@
 """app.client, sync and async, against a real `taskbeat serve` on a loopback port."""
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -111,3 +112,26 @@ async def test_async_client(server: Any) -> None:
     async with AsyncTaskbeatClient(f"http://127.0.0.1:{free_port()}") as client:
         with pytest.raises(TaskbeatConnectionError):
             await client.get("x")
+
+
+def test_sync_client_delayed_create_and_delete(server: Any) -> None:
+    with TaskbeatClient(server.url) as client:
+        at = datetime.now(UTC) + timedelta(seconds=1)
+        task = client.create("hello", {"duration_ms": 50}, run_at=at)
+        assert task.status == TaskStatus.PENDING
+        assert task.run_at is not None
+        assert abs(task.run_at - at) < timedelta(milliseconds=1)
+        with pytest.raises(TaskbeatAPIError) as unfinished:
+            client.delete(task.task_id)
+        assert unfinished.value.status_code == 409
+        done = client.wait(task.task_id, timeout_s=10)
+        assert done.status == TaskStatus.SUCCEEDED
+        assert done.started_at is not None
+        assert done.started_at >= at
+        later = client.create("hello", {"duration_ms": 50}, delay_s=30)
+        assert later.run_at is not None
+        assert later.run_at - later.created_at == timedelta(seconds=30)
+        client.delete(task.task_id)
+        with pytest.raises(TaskbeatAPIError) as gone:
+            client.get(task.task_id)
+        assert gone.value.status_code == 404

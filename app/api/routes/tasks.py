@@ -1,4 +1,4 @@
-"""/v1/tasks: create, read, list, cancel, re-run."""
+"""/v1/tasks: create, read, list, cancel, re-run, delete."""
 
 from typing import Annotated, Any
 
@@ -78,6 +78,18 @@ async def list_tasks(
 @router.get("/{task_id}", response_model=TaskPublic, responses=error_responses(404, 503))
 async def get_task(task_id: TaskIdDep, service: ServiceDep, who: PrincipalDep) -> TaskPublic:
     return await service.get(task_id, visible_to=who.task_scope)
+
+
+@router.delete(
+    "/{task_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=error_responses(404, 409, 503),
+)
+async def delete_task(task_id: TaskIdDep, service: ServiceDep, who: PrincipalDep) -> Response:
+    """Deletes a finished task with its events and attempts (`409` while it is unfinished)."""
+    await service.delete(task_id, visible_to=who.task_scope)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/{task_id}/attempts", responses=error_responses(404, 503))

@@ -55,11 +55,14 @@ class TaskbeatClient:
         input: dict[str, Any] | None = None,
         timeout_s: int | None = None,
         *,
+        run_at: datetime | str | None = None,
+        delay_s: float | None = None,
         idempotency_key: str | None = None,
     ) -> TaskPublic:
-        """Creates a task; it runs at once (or when a slot frees) on the server. With
-        `idempotency_key`, a repeat of the same create answers the first task."""
-        body = wire.create_body(algorithm, input, timeout_s)
+        """Creates a task; it runs at once (or when a slot frees) on the server, or not
+        before `run_at` (an aware datetime or ISO-8601 text) or `delay_s` seconds from now.
+        With `idempotency_key`, a repeat of the same create answers the first task."""
+        body = wire.create_body(algorithm, input, timeout_s, run_at, delay_s)
         headers = wire.idempotency_headers(idempotency_key)
         return wire.parse_task(self._request("POST", "/v1/tasks", json=body, headers=headers))
 
@@ -96,6 +99,10 @@ class TaskbeatClient:
 
     def cancel(self, task_id: str) -> TaskPublic:
         return wire.parse_task(self._request("POST", f"/v1/tasks/{task_id}/cancel"))
+
+    def delete(self, task_id: str) -> None:
+        """Deletes a finished task (TaskbeatAPIError 409 while it is unfinished)."""
+        wire.raise_for_error(self._request("DELETE", f"/v1/tasks/{task_id}"))
 
     def retry(self, task_id: str) -> TaskPublic:
         """Runs a failed, cancelled or timed-out task again, as its next attempt."""
