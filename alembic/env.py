@@ -9,7 +9,7 @@ from sqlmodel import SQLModel
 
 from app.core.config import get_settings
 from app.core.db import create_engine
-from app.domain import keys, models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from app.domain import keys, models, schedule  # noqa: F401  (registers the tables on SQLModel.metadata)
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logging", True):

@@ -14,7 +14,18 @@ from app.api.errors import install_error_handlers
 from app.api.headers import DefensiveHeaders
 from app.api.limits import BodySizeLimit
 from app.api.openapi import install_openapi
-from app.api.routes import algorithms, bulk, debug, health, keys, meta, metrics, tasks, updates
+from app.api.routes import (
+    algorithms,
+    bulk,
+    debug,
+    health,
+    keys,
+    meta,
+    metrics,
+    schedules,
+    tasks,
+    updates,
+)
 from app.core.config import Settings, get_settings
 from app.observe.http_metrics import HttpMetrics
 from app.observe.metrics import Metrics
@@ -74,6 +85,7 @@ def create_app(
     app.include_router(bulk.router)
     app.include_router(updates.router)
     app.include_router(algorithms.router)
+    app.include_router(schedules.router)
     app.include_router(meta.router)
     app.include_router(keys.router)
     app.include_router(health.router)

@@ -32,11 +32,13 @@ from app.runner.heartbeat import Heartbeat
 from app.runner.local_runs import LoopParts
 from app.runner.retention import Retention
 from app.runner.runner import Runner
+from app.runner.scheduler import Scheduler
 from app.runner.sweeper import Sweeper
 from app.service.algorithms import AlgorithmService
 from app.service.bulk import BulkActions
 from app.service.callbacks import CallbackReceiver, apply_foreign_update
 from app.service.keys import KeyService
+from app.service.schedules import ScheduleService
 from app.service.tasks import TaskService
 from app.service.waits import TaskWatcher
 from app.store import TaskStore
@@ -66,19 +68,29 @@ class ReplicaContext:
     rate: RequestRate
     algorithms: AlgorithmService
     bulk: BulkActions
+    schedules: ScheduleService
     # unix://… of the embedded redis-server; None when TASKBEAT_REDIS_URL names a Redis
     embedded_redis_url: str | None = None
 
 
-async def _redis_url(settings: Settings, stack: AsyncExitStack) -> str:
+def _launch_embedded_redis(settings: Settings, stack: AsyncExitStack) -> EmbeddedRedis | None:
+    """Forks the embedded redis-server when no TASKBEAT_REDIS_URL names one; it starts
+    while the database is migrated, and `stack` stops it."""
     if settings.redis_url:
-        return settings.redis_url
+        return None
     embedded = EmbeddedRedis(settings.embedded_redis_socket_path)
     # Forked here, on the event loop's thread, not on a worker thread: the child's
     # parent-death signal fires when the thread that forked it exits.
     embedded.launch()
-    await anyio.to_thread.run_sync(embedded.wait_ready)
     stack.push_async_callback(anyio.to_thread.run_sync, embedded.stop)
+    return embedded
+
+
+async def _redis_url(settings: Settings, embedded: EmbeddedRedis | None) -> str:
+    if settings.redis_url:
+        return settings.redis_url
+    assert embedded is not None, "launched when no TASKBEAT_REDIS_URL is set"
+    await anyio.to_thread.run_sync(embedded.wait_ready)
     log.info(
         "embedded Redis at %s (read it with `taskbeat heartbeats` here, or redis-cli -s %s)",
         embedded.url,
@@ -106,14 +118,15 @@ async def _run_loops(
 async def running_replica(settings: Settings) -> AsyncIterator[ReplicaContext]:
     """Migrates, connects, starts the runner; on exit drains it and closes every client."""
     replica_id = new_replica_id()
-    await anyio.to_thread.run_sync(upgrade_to_head, settings.database_url)
     async with AsyncExitStack() as stack:
+        embedded_redis = _launch_embedded_redis(settings, stack)
+        await anyio.to_thread.run_sync(upgrade_to_head, settings.database_url)
         db = Database(settings.database_url)
         stack.push_async_callback(db.dispose)
         store = TaskStore(db)
         keys = KeyService(settings, KeyStore(db))
-        await keys.start(host=settings.host)  # before anything is started: it may refuse
-        redis_url = await _redis_url(settings, stack)
+        await keys.start(host=settings.host)  # before the runner starts: it may refuse
+        redis_url = await _redis_url(settings, embedded_redis)
         redis_client = create_client(redis_url)
         stack.push_async_callback(redis_client.aclose)
         live = LiveState(redis_client, RedisKeys(settings.redis_prefix), replica_id)
@@ -122,10 +135,11 @@ async def running_replica(settings: Settings) -> AsyncIterator[ReplicaContext]:
         watcher = JobWatcher.for_library(library)
         registry = Registry()
         registry.add(HelloAlgorithm(library, watcher))
-        http_client = httpx.AsyncClient()
-        stack.push_async_callback(http_client.aclose)
-        for remote in settings.remote_algorithms:
-            registry.add(RemoteAlgorithm(remote, http_client))
+        if settings.remote_algorithms:  # its TLS context costs a start without them ~50 ms
+            http_client = httpx.AsyncClient()
+            stack.push_async_callback(http_client.aclose)
+            for remote in settings.remote_algorithms:
+                registry.add(RemoteAlgorithm(remote, http_client))
         updates = UpdateHub(redis_client, live.keys, replica_id)
 
         runner = Runner(
@@ -150,13 +164,27 @@ async def running_replica(settings: Settings) -> AsyncIterator[ReplicaContext]:
         callbacks = CallbackReceiver(service)
         loop_parts = LoopParts(settings, store, live, updates, runner, replica_id)
         heartbeat, sweeper = Heartbeat(loop_parts), Sweeper(loop_parts)
+        scheduler = Scheduler(
+            store=store,
+            policies=runner.policies,
+            admission=runner.admission,
+            replica_id=replica_id,
+            declared={
+                name: fields.model_dump(mode="json") for name, fields in settings.schedules.items()
+            },
+        )
+
+        async def on_work(hint: str) -> None:
+            await scheduler.on_hint(hint)
+            await runner.admission.on_hint(hint)
+
         subscriber = Subscriber(
             redis_client,
             live.keys,
             on_update=updates.receive,
             on_cancel=runner.cancel_local,
             on_resubscribed=updates.resync_all,
-            on_work=runner.admission.on_hint,
+            on_work=on_work,
         )
         await live.register_scripts()
         async with anyio.create_task_group() as tg:
@@ -173,6 +201,7 @@ async def running_replica(settings: Settings) -> AsyncIterator[ReplicaContext]:
                 sweeper.run,
                 runner.admission.run,
                 Retention(loop_parts).run,
+                scheduler.run,
             )
             await tg.start(_run_loops, loops, replica_loops)
             log.info("replica %s ready", replica_id)
@@ -193,6 +222,7 @@ async def running_replica(settings: Settings) -> AsyncIterator[ReplicaContext]:
                     RequestRate(redis_client, live.keys),
                     AlgorithmService(runner),
                     BulkActions(service),
+                    ScheduleService(runner, scheduler),
                     embedded_redis_url=None if settings.redis_url else redis_url,
                 )
             finally:

@@ -42,6 +42,7 @@ def truncate_tasks(url: str) -> None:
         " IF to_regclass('algorithm_policies') IS NOT NULL"
         " THEN TRUNCATE algorithm_policies, task_attempts; END IF;"
         " IF to_regclass('idempotency_keys') IS NOT NULL THEN TRUNCATE idempotency_keys; END IF;"
+        " IF to_regclass('schedules') IS NOT NULL THEN TRUNCATE schedules; END IF;"
         " END $$"
     )
     asyncio.run(_execute(url, statement))

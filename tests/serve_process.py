@@ -54,6 +54,18 @@ class Server:
         return code
 
 
+def run_heartbeats(env: dict[str, str], redis_url: str) -> subprocess.CompletedProcess[str]:
+    """`taskbeat heartbeats --redis-url …` as a monitor runs it, beside a served process."""
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", "heartbeats", "--redis-url", redis_url],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
 def assert_clean_stop(server: Server) -> None:
     # uvicorn shuts down cleanly, then re-raises SIGTERM so the exit status tells the signal.
     assert server.stop() in (0, -signal.SIGTERM)

@@ -15,6 +15,7 @@ from app.service.algorithms import AlgorithmService
 from app.service.bulk import BulkActions
 from app.service.callbacks import CallbackReceiver
 from app.service.keys import KeyService
+from app.service.schedules import ScheduleService
 from app.service.tasks import TaskService
 from app.service.waits import TaskWatcher
 
@@ -34,6 +35,10 @@ async def get_service(request: Request) -> TaskService:
 
 async def get_algorithms(request: Request) -> AlgorithmService:
     return _context(request).algorithms
+
+
+async def get_schedules(request: Request) -> ScheduleService:
+    return _context(request).schedules
 
 
 async def get_watch(request: Request) -> TaskWatcher:
@@ -60,6 +65,7 @@ async def get_principal(request: Request) -> Principal:
 ContextDep = Annotated[ReplicaContext, Depends(get_context)]
 ServiceDep = Annotated[TaskService, Depends(get_service)]
 AlgorithmsDep = Annotated[AlgorithmService, Depends(get_algorithms)]
+SchedulesDep = Annotated[ScheduleService, Depends(get_schedules)]
 WatchDep = Annotated[TaskWatcher, Depends(get_watch)]
 CallbacksDep = Annotated[CallbackReceiver, Depends(get_callbacks)]
 KeysDep = Annotated[KeyService, Depends(get_keys)]

@@ -22,7 +22,7 @@ WHEN = {
     204: "the client has seen the final event",
     401: "missing, malformed, stale, replayed or wrong signature, or callbacks disabled",
     404: "no such task",
-    409: "the task is in a state that does not allow it",
+    409: "the task is in a state that does not allow it (schedules: the name is taken)",
     413: "request body over TASKBEAT_MAX_BODY_BYTES",
     422: "a bad body, header, path or query value",
     429: "the replica's backlog is full: retry after Retry-After seconds",

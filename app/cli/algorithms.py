@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from app.cli.api import add_api_command
 from app.cli.exits import EXIT_OK
-from app.cli.output import emit_json, print_fields, print_table
+from app.cli.output import emit_json, print_fields, print_items, print_table
 from app.client import TaskbeatClient
 from app.domain.models import TaskStatus
 
@@ -46,12 +46,7 @@ def _show(body: dict[str, Any], args: argparse.Namespace) -> int:
 
 
 def list_algorithms(client: TaskbeatClient, args: argparse.Namespace) -> int:
-    items = client.algorithms()
-    if args.json:
-        emit_json({"items": items})
-    else:
-        rows = [tuple(item.get(column) for column in LIST_COLUMNS) for item in items]
-        print_table(tuple(column.upper() for column in LIST_COLUMNS), rows)
+    print_items(client.algorithms(), LIST_COLUMNS, as_json=args.json)
     return EXIT_OK
 
 

@@ -25,12 +25,12 @@ def _show(answer: dict[str, int], args: argparse.Namespace) -> int:
 
 
 def cancel(client: TaskbeatClient, args: argparse.Namespace) -> int:
-    where = {"algorithm": args.algorithm, "status": args.status}
+    where = {"algorithm": args.algorithm, "status": args.status, "schedule": args.schedule}
     return _show(client.bulk_cancel(**where, created_before=args.created_before), args)
 
 
 def retry(client: TaskbeatClient, args: argparse.Namespace) -> int:
-    where = {"algorithm": args.algorithm, "status": args.status}
+    where = {"algorithm": args.algorithm, "status": args.status, "schedule": args.schedule}
     return _show(client.bulk_retry(**where, created_before=args.created_before), args)
 
 
@@ -46,3 +46,4 @@ def add_commands(commands: "SubCommands") -> None:
         parser.add_argument("--algorithm", help="only this algorithm's tasks")
         parser.add_argument("--status", choices=[str(s) for s in TaskStatus])
         parser.add_argument("--created-before", help="only tasks created before (ISO-8601)")
+        parser.add_argument("--schedule", help="only the tasks this schedule made")

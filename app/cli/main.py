@@ -5,7 +5,7 @@ import sys
 from collections.abc import Sequence
 from importlib import metadata
 
-from app.cli import algorithms, bulk, heartbeats, keys, serve, tasks
+from app.cli import algorithms, bulk, heartbeats, keys, schedules, serve, tasks
 
 
 def version_text() -> str:
@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     tasks.add_commands(commands)
     bulk.add_commands(commands)
     algorithms.add_commands(commands)
+    schedules.add_commands(commands)
     heartbeats.add_command(commands)
     keys.add_commands(commands)
     return parser

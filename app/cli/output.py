@@ -1,21 +1,23 @@
-"""How the CLI prints, with rich: tables and a progress bar for people, JSON with --json."""
+"""How the CLI prints, with rich: tables and a progress bar for people, JSON with --json.
+rich is imported when something is printed, not when the CLI starts (`taskbeat serve`
+prints nothing with it)."""
 
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich import box
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
-from rich.table import Table
+if TYPE_CHECKING:
+    from rich.console import Console
 
 # Piped output is not cut to a terminal's width: a task id stays whole for grep and awk.
 PIPE_WIDTH = 1000
 
 
-def console() -> Console:
+def console() -> "Console":
     """Standard output as rich sees it now (colours and width only on a terminal)."""
+    from rich.console import Console
+
     return Console(width=None if sys.stdout.isatty() else PIPE_WIDTH, highlight=False)
 
 
@@ -34,6 +36,9 @@ def cell(value: Any) -> str:
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     """Columns under a header line; cells never wrap."""
+    from rich import box
+    from rich.table import Table
+
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
     for header in headers:
         table.add_column(header, no_wrap=True)
@@ -44,6 +49,8 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
 
 def print_fields(fields: Sequence[tuple[str, Any]]) -> None:
     """Name and value, one pair a line, the values aligned."""
+    from rich.table import Table
+
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column(overflow="fold")
@@ -56,6 +63,8 @@ class ProgressBar:
     """A task's progress bar, redrawn in place and cleared when done; only on a terminal."""
 
     def __init__(self) -> None:
+        from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+
         self._progress = Progress(
             BarColumn(),
             TaskProgressColumn(),
@@ -74,3 +83,12 @@ class ProgressBar:
 
     def draw(self, progress: int, status: str) -> None:
         self._progress.update(self._bar, completed=max(0, min(progress, 100)), status=status)
+
+
+def print_items(items: Sequence[dict[str, Any]], columns: Sequence[str], *, as_json: bool) -> None:
+    """A list answer `{"items": [...]}`: as JSON, or a table of `columns`."""
+    if as_json:
+        emit_json({"items": list(items)})
+    else:
+        rows = [tuple(item.get(column) for column in columns) for item in items]
+        print_table(tuple(column.upper() for column in columns), rows)

@@ -66,6 +66,7 @@ def serve(args: argparse.Namespace) -> None:
         http=protocol_with_header_timeout(settings.header_timeout_s),
         timeout_keep_alive=settings.keepalive_timeout_s,
         server_header=False,
+        ws="none",  # no WebSocket routes: the websockets library is never loaded
     )
     server = uvicorn.Server(config)
     tune_for_service()

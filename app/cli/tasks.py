@@ -136,7 +136,11 @@ def retry(client: TaskbeatClient, args: argparse.Namespace) -> int:
 
 def list_tasks(client: TaskbeatClient, args: argparse.Namespace) -> int:
     page = client.list(
-        status=args.status, algorithm=args.algorithm, limit=args.limit, cursor=args.cursor
+        status=args.status,
+        algorithm=args.algorithm,
+        schedule=args.schedule,
+        limit=args.limit,
+        cursor=args.cursor,
     )
     if args.json:
         emit_json(page.model_dump(mode="json"))
@@ -178,6 +182,7 @@ def add_commands(commands: "SubCommands") -> None:
     list_parser = add_api_command(verbs, "list", list_tasks, "list tasks, newest first")
     list_parser.add_argument("--status", choices=[str(s) for s in TaskStatus])
     list_parser.add_argument("--algorithm")
+    list_parser.add_argument("--schedule", help="only the tasks this schedule made")
     list_parser.add_argument("--limit", type=int, default=20, help="at most this many")
     list_parser.add_argument("--cursor", help="the next page, as the previous one printed")
 

@@ -85,19 +85,37 @@ def idempotency_headers(idempotency_key: str | None) -> dict[str, str]:
 
 
 def bulk_filter(
-    algorithm: str | None, status: TaskStatus | str | None, created_before: datetime | str | None
+    algorithm: str | None,
+    status: TaskStatus | str | None,
+    created_before: datetime | str | None,
+    schedule: str | None = None,
 ) -> dict[str, str]:
     """The body of a bulk action: only the fields given."""
     if isinstance(created_before, datetime):
         created_before = created_before.isoformat()
-    fields = {"algorithm": algorithm, "status": status, "created_before": created_before}
+    fields = {
+        "algorithm": algorithm,
+        "status": status,
+        "created_before": created_before,
+        "schedule": schedule,
+    }
     return {name: str(value) for name, value in fields.items() if value is not None}
 
 
 def list_params(
-    status: TaskStatus | str | None, algorithm: str | None, limit: int | None, cursor: str | None
+    status: TaskStatus | str | None,
+    algorithm: str | None,
+    limit: int | None,
+    cursor: str | None,
+    schedule: str | None = None,
 ) -> dict[str, str]:
-    params = {"status": status, "algorithm": algorithm, "limit": limit, "cursor": cursor}
+    params = {
+        "status": status,
+        "algorithm": algorithm,
+        "schedule": schedule,
+        "limit": limit,
+        "cursor": cursor,
+    }
     return {key: str(value) for key, value in params.items() if value is not None}
 
 

@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from app.core.config_file import ConfigFileSource, config_file_path
 from app.domain.keys import SECRET_PATTERN
 from app.domain.policy import DEFAULT_RETENTION_S, Policy, PolicyFields
+from app.domain.schedule import ScheduleFields
 
 
 def sqlite_file(url: str) -> Path | None:
@@ -130,6 +131,12 @@ class Settings(BaseSettings):
         default={},
         description='policies by algorithm, as JSON {"hello": {"max_active": 3}} or in the '
         "config file; changes made through the API win over them",
+    )
+    schedules: dict[str, ScheduleFields] = Field(
+        default={},
+        description='schedules by name, as JSON {"nightly": {"algorithm": "hello", "cron": '
+        '"0 3 * * *"}} or [schedules.<name>] in the config file; see the README for how API '
+        "changes and the file meet",
     )
     max_body_bytes: int = Field(default=1 << 20, ge=1024, description="largest request body")
     header_timeout_s: float = Field(

@@ -151,6 +151,9 @@ class TaskBase(SQLModel):
     api_key_id: str | None = Field(default=None, max_length=32)
     # The API key that asked the cancel, for the transition log.
     cancel_key_id: str | None = Field(default=None, max_length=32)
+    # The schedule that fired it, and the tick it fired for: one task per (schedule, tick).
+    schedule: str | None = Field(default=None, max_length=64)
+    scheduled_for: datetime | None = _time_column()
 
 
 class Task(TaskBase, table=True):
@@ -172,6 +175,9 @@ class Task(TaskBase, table=True):
         Index("ix_tasks_queue", "algorithm", "status", "priority", "created_at"),
         # The next due time of the waiting tasks (delayed starts, retries): a range, no scan.
         Index("ix_tasks_due", "status", "next_attempt_at"),
+        # Exactly one task per schedule tick over every replica: a second firing is a no-op.
+        Index("ux_tasks_schedule_tick", "schedule", "scheduled_for", unique=True),
+        Index("ix_tasks_schedule_created", "schedule", "created_at", "task_id"),
     )
 
 
@@ -276,6 +282,8 @@ class TaskPublic(SQLModel):
     timeout_s: int
     run_at: datetime | None = None
     next_attempt_at: datetime | None
+    schedule: str | None = None
+    scheduled_for: datetime | None = None
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -299,6 +307,9 @@ class BulkFilter(BaseModel):
     )
     status: TaskStatus | None = None
     created_before: datetime | None = None
+    schedule: str | None = PydanticField(
+        default=None, min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$"
+    )
 
     @field_validator("created_before")
     @classmethod

@@ -63,8 +63,9 @@ class RedisKeys:
 
     @property
     def work_channel(self) -> str:
-        """pub/sub channel: hints that tasks wait in the queue ("work") or that a policy
-        changed ("policy"); the database stays the truth, a lost hint only delays."""
+        """pub/sub channel: hints that tasks wait in the queue ("work"), that a policy
+        changed ("policy") or that a schedule changed ("schedule"); the database stays the
+        truth, a lost hint only delays."""
         return f"{self.prefix}work"
 
     @property

@@ -41,7 +41,7 @@ PERIODIC_LOOK_S = 2.0
 POLICY_REFRESH_S = 0.5
 FIGURES_REFRESH_S = 2.0  # the backlog counts behind max_waiting's 429 (a read of the queue)
 FAULT_DELAY_S = 1.0
-HINT_WORK, HINT_POLICY, HINT_DUE = "work", "policy", "due:"
+HINT_WORK, HINT_POLICY, HINT_SCHEDULE, HINT_DUE = "work", "policy", "schedule", "due:"
 # A look for work due at T is made just after T (the claim compares with its own clock).
 DUE_GRACE_S = 0.02
 MAX_TIMERS = 1024  # due times kept; later ones are read again from the database
@@ -265,6 +265,8 @@ class Admission:
 
     async def on_hint(self, hint: str) -> None:
         """A hint from the replicas' one subscription (app.live.subscriber)."""
+        if hint == HINT_SCHEDULE:
+            return  # the scheduler's; the tasks a tick makes come with a work hint
         if hint.startswith(HINT_DUE):
             try:
                 at_s = float(hint.removeprefix(HINT_DUE))

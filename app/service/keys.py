@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from app.core.config import Settings
-from app.domain.errors import LimitExceeded, NotAuthenticated, NotFound
+from app.domain.errors import NotAuthenticated, NotFound
 from app.domain.keys import (
     ApiKey,
     ApiKeyCreate,
@@ -34,7 +34,6 @@ KEY_CACHE_S = 1.0
 # Digests remembered at once; past it the cache starts afresh (a flood of unknown keys).
 KEY_CACHE_MAX = 10_000
 BOOTSTRAP_NAME = "bootstrap-admin"
-RETRY_UNFINISHED_S = 5
 
 
 class AuthRefused(RuntimeError):
@@ -183,15 +182,3 @@ class KeyService:
         if not is_key_id(key_id) or not await self.store.revoke(key_id=key_id):
             raise NotFound(f"no key {key_id} in force")
         log_change(by, "revoked key", key_id)
-
-    async def check_unfinished(self, principal: Principal) -> None:
-        """LimitExceeded when the key holds its limit of unfinished tasks. Counted in the
-        database, the truth over all replicas, so the limit holds with Redis away."""
-        if principal.key_id is None or principal.max_unfinished is None:
-            return
-        held = await self.store.unfinished_of(key_id=principal.key_id)
-        if held >= principal.max_unfinished:
-            raise LimitExceeded(
-                f"the key holds {held} unfinished tasks, its limit: wait for some to finish",
-                retry_after_s=RETRY_UNFINISHED_S,
-            )

@@ -11,7 +11,13 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.algorithms.registry import Registry
 from app.core.config import Settings
-from app.domain.errors import Conflict, InvalidRequest, NotFound, StoreUnavailable
+from app.domain.errors import (
+    Conflict,
+    InvalidRequest,
+    LimitExceeded,
+    NotFound,
+    StoreUnavailable,
+)
 from app.domain.models import (
     RERUNNABLE,
     AttemptPublic,
@@ -29,6 +35,7 @@ from app.runner.runner import Runner
 from app.store import Created, IdempotencyClaim, TaskStore
 
 CANCEL_WAIT_S = 2.0
+RETRY_UNFINISHED_S = 5  # a key at its limit of unfinished tasks: when to try again
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,11 +65,13 @@ class TaskService:
         request: TaskCreate,
         *,
         api_key_id: str | None = None,
+        max_unfinished: int | None = None,
         idempotency_key: str | None = None,
     ) -> CreateAnswer:
         """Stores the task (committed before this returns); its run starts at once when
         this replica has a free slot and its algorithm room, else it waits in the queue.
-        `api_key_id` is the key that creates (and owns) it. With `idempotency_key`, a key
+        `api_key_id` is the key that creates (and owns) it; LimitExceeded when that key
+        already holds `max_unfinished` unfinished tasks. With `idempotency_key`, a key
         of this API key's already used within TASKBEAT_IDEMPOTENCY_TTL_S answers its first
         task (`replayed`), or InvalidRequest if that create had another body."""
         self.registry.validate(request.algorithm, request.input)
@@ -98,15 +107,25 @@ class TaskService:
         configured = self.runner.policies.configured.get(request.algorithm)
         try:
             created = await self.store.insert_task(
-                task=task, start_for=start_for, policy=configured, idempotency=claim
+                task=task,
+                start_for=start_for,
+                policy=configured,
+                idempotency=claim,
+                max_unfinished=max_unfinished,
             )
         except (SQLAlchemyError, OSError) as exc:
             if reserved:
                 self.runner.release_slot()
             raise StoreUnavailable(f"the database could not store the task: {exc}") from exc
+        if reserved and (created.replayed or created.over_limit is not None):
+            self.runner.release_slot()
+        if created.over_limit is not None:
+            raise LimitExceeded(
+                f"the key holds {created.over_limit} unfinished tasks, its limit: "
+                "wait for some to finish",
+                retry_after_s=RETRY_UNFINISHED_S,
+            )
         if created.replayed:
-            if reserved:
-                self.runner.release_slot()
             return CreateAnswer(await self._replayed(created), replayed=True)
         assert created.task is not None  # a create that was no replay stored its task
         self.runner.metrics.task_created(created.task.algorithm)
@@ -183,9 +202,15 @@ class TaskService:
         limit: int,
         cursor: str | None,
         visible_to: str | None = None,
+        schedule: str | None = None,
     ) -> TaskPage:
         page, next_cursor = await self.store.list_tasks(
-            status=status, algorithm=algorithm, limit=limit, cursor=cursor, api_key_id=visible_to
+            status=status,
+            algorithm=algorithm,
+            limit=limit,
+            cursor=cursor,
+            api_key_id=visible_to,
+            schedule=schedule,
         )
         return TaskPage(items=await self.public(page), next_cursor=next_cursor)
 

@@ -10,7 +10,8 @@ transaction, and each caller still waits for its own result.
 The SQL lives by concern: `events` (the transition log), `reads` and `cursors`, `runs`
 (the hot writes, cancels, progress), `leases` (renewal, takeover, hand-back), `policies`
 (algorithm policies, cluster-wide room, attempts), `claims` (the one queue) and
-`retention` (deleting old finished tasks).
+`retention` (deleting old finished tasks) and `schedules` (schedules and the tasks
+their ticks fire).
 """
 
 from collections.abc import Iterable, Mapping, Sequence
@@ -31,7 +32,19 @@ from app.domain.models import (
 )
 from app.domain.outcome import Outcome
 from app.domain.policy import Policy
-from app.store import bulk, claims, events, idempotency, leases, policies, reads, retention, runs
+from app.domain.schedule import ScheduledTask, StoredSchedule
+from app.store import (
+    bulk,
+    claims,
+    events,
+    idempotency,
+    leases,
+    policies,
+    reads,
+    retention,
+    runs,
+    schedules,
+)
 from app.store.bulk import Selection
 from app.store.cancels import Cancel, CancelAnswer
 from app.store.cursors import decode_cursor
@@ -83,12 +96,15 @@ class TaskStore:
         start_for: str | None = None,
         policy: Policy | None = None,
         idempotency: IdempotencyClaim | None = None,
+        max_unfinished: int | None = None,
     ) -> Created:
         """Stores a new task; answers it as committed. With `start_for` (and the configured
         `policy` of its algorithm), it is stored already running for that replica when the
         algorithm has room over the cluster, else waiting in the queue. With `idempotency`,
-        a key taken already stores nothing and answers the key's first task."""
-        create = runs.Create(task, start_for, policy, idempotency)
+        a key taken already stores nothing and answers the key's first task. With
+        `max_unfinished`, a create that would take its API key past that many unfinished
+        tasks stores nothing (`over_limit`), counted in the insert's own transaction."""
+        create = runs.Create(task, start_for, policy, idempotency, max_unfinished)
         created: Created = await self._writes.submit(create)
         return created
 
@@ -113,6 +129,7 @@ class TaskStore:
         limit: int = 50,
         cursor: str | None = None,
         api_key_id: str | None = None,
+        schedule: str | None = None,
     ) -> tuple[list[StoredTask], str | None]:
         """A page of tasks, newest first, and the cursor of the next page (None at the end);
         InvalidCursor for a cursor this service did not give out."""
@@ -126,6 +143,7 @@ class TaskStore:
                 limit=limit,
                 after=after,
                 api_key_id=api_key_id,
+                schedule=schedule,
             )
 
         return await self.db.read(page)
@@ -280,3 +298,35 @@ class TaskStore:
 
     async def release_all(self, *, owner: str) -> int:
         return await self.db.write(lambda conn: leases.release_all(conn, owner=owner))
+
+    # ----- schedules -------------------------------------------------------------------
+
+    async def all_schedules(self) -> list[StoredSchedule]:
+        return await self.db.read(schedules.all_schedules)
+
+    async def schedule(self, *, name: str) -> StoredSchedule | None:
+        return await self.db.read(lambda conn: schedules.one(conn, name))
+
+    async def create_schedule(self, *, name: str, fields: dict[str, Any]) -> StoredSchedule:
+        """Conflict when a schedule has that name."""
+        return await self.db.write(lambda conn: schedules.create(conn, name=name, fields=fields))
+
+    async def change_schedule(
+        self, *, name: str, fields: dict[str, Any], restart: bool
+    ) -> StoredSchedule | None:
+        return await self.db.write(
+            lambda conn: schedules.change(conn, name=name, fields=fields, restart=restart)
+        )
+
+    async def delete_schedule(self, *, name: str) -> bool:
+        return await self.db.write(lambda conn: schedules.remove(conn, name))
+
+    async def apply_declared_schedules(self, *, declared: dict[str, dict[str, Any]]) -> None:
+        await self.db.write(lambda conn: schedules.apply_declared(conn, declared))
+
+    async def recent_scheduled(self, *, name: str) -> list[ScheduledTask]:
+        return await self.db.read(lambda conn: schedules.recent_tasks(conn, name))
+
+    async def fire(self, *, firings: Sequence[schedules.Firing], replica: str) -> list[StoredTask]:
+        """The firings' tasks that no replica inserted before (one per tick, cluster-wide)."""
+        return await self.db.write(lambda conn: schedules.fire(conn, firings, replica=replica))

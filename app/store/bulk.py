@@ -34,6 +34,8 @@ class Selection:
             conditions.append(tasks.c.status == where.status.value)
         if where.created_before is not None:
             conditions.append(tasks.c.created_at < where.created_before)
+        if where.schedule is not None:
+            conditions.append(tasks.c.schedule == where.schedule)
         if self.scope is not None:
             conditions.append(tasks.c.api_key_id == self.scope)
         return conditions

@@ -5,12 +5,11 @@ service (each call one transaction on a worker thread)."""
 
 from datetime import datetime
 
-from sqlalchemy import Connection, exists, func, insert, select, update
+from sqlalchemy import Connection, exists, insert, select, update
 
 from app.core.db import Database
 from app.domain.keys import ApiKey, ApiKeyPublic
 from app.domain.models import utcnow
-from app.store.tables import UNFINISHED_VALUES, tasks
 
 api_keys = ApiKey.__table__  # type: ignore[attr-defined]
 PUBLIC_COLUMNS = [api_keys.c[name] for name in ApiKeyPublic.model_fields]
@@ -53,13 +52,6 @@ def any_key(conn: Connection) -> bool:
     return bool(conn.execute(select(exists().select_from(api_keys))).scalar())
 
 
-def unfinished_of(conn: Connection, key_id: str) -> int:
-    query = select(func.count()).where(
-        tasks.c.api_key_id == key_id, tasks.c.status.in_(UNFINISHED_VALUES)
-    )
-    return int(conn.execute(query).scalar_one())
-
-
 class KeyStore:
     """The keys, for the service: each call runs in one transaction on a worker thread."""
 
@@ -91,6 +83,3 @@ class KeyStore:
 
     async def any(self) -> bool:
         return await self.db.read(any_key)
-
-    async def unfinished_of(self, *, key_id: str) -> int:
-        return await self.db.read(lambda conn: unfinished_of(conn, key_id))

@@ -25,6 +25,7 @@ def page_of_tasks(
     limit: int,
     after: tuple[datetime, str] | None,
     api_key_id: str | None = None,
+    schedule: str | None = None,
 ) -> tuple[list[StoredTask], str | None]:
     """A page of tasks, newest first, after the (created_at, task_id) of a decoded cursor,
     and the cursor of the next page (None at the end)."""
@@ -35,6 +36,8 @@ def page_of_tasks(
         query = query.where(tasks.c.algorithm == algorithm)
     if api_key_id is not None:
         query = query.where(tasks.c.api_key_id == api_key_id)
+    if schedule is not None:
+        query = query.where(tasks.c.schedule == schedule)
     if after is not None:
         created_at, task_id = after
         query = query.where(

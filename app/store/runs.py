@@ -16,6 +16,7 @@ from app.domain.policy import Policy
 from app.store.cancels import Cancel, cancel_batch
 from app.store.events import Transition, log_transitions
 from app.store.idempotency import Holder, IdempotencyClaim, KeyId, take_keys
+from app.store.key_limits import over_key_limits
 from app.store.policies import lock_policies, log_attempts, room_for
 from app.store.reads import tasks_by_id
 from app.store.tables import UNFINISHED_VALUES, task_from_row, tasks
@@ -30,6 +31,7 @@ class Create:
     start_for: str | None = None
     policy: Policy | None = None  # the configured policy (the row's fields go over it)
     idempotency: IdempotencyClaim | None = None
+    max_unfinished: int | None = None  # the creating API key's limit of unfinished tasks
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +43,7 @@ class Created:
     task: StoredTask | None
     replayed: bool = False
     same_body: bool = True
+    over_limit: int | None = None  # refused: its API key already holds this many unfinished
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,16 +104,25 @@ def _replays(conn: Connection, creates: Sequence[Create]) -> dict[int, tuple[str
 
 def insert_batch(conn: Connection, creates: Sequence[Create]) -> list[Created]:
     """Inserts the new tasks, pending in the queue or already running (one write saved);
-    a create whose idempotency key was taken inserts nothing and answers the key's task."""
+    a create whose idempotency key was taken inserts nothing and answers the key's task,
+    and one that would take its API key past its limit of unfinished tasks is refused."""
     replays = _replays(conn, creates)
-    fresh = [create for i, create in enumerate(creates) if i not in replays]
+    limited = [
+        (i, create.task.api_key_id, create.max_unfinished)
+        for i, create in enumerate(creates)
+        if i not in replays and create.task.api_key_id and create.max_unfinished is not None
+    ]
+    refused = over_key_limits(conn, limited)
+    fresh = [c for i, c in enumerate(creates) if i not in replays and i not in refused]
     stored = {task.task_id: task for task in _insert_tasks(conn, fresh)} if fresh else {}
     replayed_ids = [task_id for task_id, _ in replays.values() if task_id not in stored]
     if replayed_ids:
         stored.update((t.task_id, t) for t in tasks_by_id(conn, replayed_ids) if t is not None)
     answers = []
     for i, create in enumerate(creates):
-        if i in replays:
+        if i in refused:
+            answers.append(Created(None, over_limit=refused[i]))
+        elif i in replays:
             task_id, same_body = replays[i]
             answers.append(Created(stored.get(task_id), replayed=True, same_body=same_body))
         else:

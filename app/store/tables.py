@@ -12,6 +12,7 @@ from app.domain.models import (
     TaskAttempt,
     TaskEvent,
 )
+from app.domain.schedule import ScheduleRow
 
 tasks = Task.__table__  # type: ignore[attr-defined]
 task_events = TaskEvent.__table__  # type: ignore[attr-defined]
@@ -19,6 +20,7 @@ replicas = Replica.__table__  # type: ignore[attr-defined]
 policies = AlgorithmPolicy.__table__  # type: ignore[attr-defined]
 attempts = TaskAttempt.__table__  # type: ignore[attr-defined]
 idempotency_keys = IdempotencyKey.__table__  # type: ignore[attr-defined]
+schedules = ScheduleRow.__table__  # type: ignore[attr-defined]
 UNFINISHED_VALUES = [status.value for status in UNFINISHED]
 
 

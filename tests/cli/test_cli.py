@@ -209,6 +209,41 @@ def test_algorithms_list_show_set_pause_resume(served: dict[str, str]) -> None:
     assert "hello" in human.stdout
 
 
+def test_schedules_create_list_show_set_pause_resume_delete(served: dict[str, str]) -> None:
+    created = parsed(
+        taskbeat(
+            served,
+            *("schedules", "create", "beat", "hello", "@every 1s"),
+            *("--input", '{"duration_ms": 10}', "--overlap", "allow", "--priority", "3", "--json"),
+        )
+    )
+    assert (created["name"], created["cron"], created["priority"]) == ("beat", "@every 1s", 3)
+    (listed,) = parsed(taskbeat(served, "schedules", "list", "--json"))["items"]
+    assert listed["name"] == "beat"
+    for _ in range(100):  # 10 s at most
+        shown = parsed(taskbeat(served, "schedules", "show", "beat", "--json"))
+        if shown["recent_tasks"]:
+            break
+        time.sleep(0.1)
+    assert shown["recent_tasks"], shown
+    made = parsed(taskbeat(served, "tasks", "list", "--schedule", "beat", "--json"))["items"]
+    assert made
+    assert all(task["schedule"] == "beat" for task in made)
+    changed = parsed(taskbeat(served, "schedules", "set", "beat", "cron=@every 5m", "--json"))
+    assert changed["cron"] == "@every 5m"
+    assert parsed(taskbeat(served, "schedules", "pause", "beat", "--json"))["paused"] is True
+    assert parsed(taskbeat(served, "schedules", "resume", "beat", "--json"))["paused"] is False
+    bad = taskbeat(served, "schedules", "set", "beat", "timezone=Nowhere/Here")
+    assert bad.returncode == 1
+    assert "timezone" in bad.stderr
+    human = taskbeat(served, "schedules", "show", "beat")
+    assert "next_fire_at" in human.stdout
+    assert "TASK_ID" in human.stdout
+    assert taskbeat(served, "schedules", "delete", "beat").returncode == 0
+    missing = taskbeat(served, "schedules", "show", "beat")
+    assert missing.returncode == 1
+
+
 def test_idempotent_create_retry_and_bulk(served: dict[str, str]) -> None:
     create = ("tasks", "create", "hello", "--input", '{"hang":true}', "--json")
     first = parsed(taskbeat(served, *create, "--idempotency-key", "cli-1"))

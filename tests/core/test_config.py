@@ -102,6 +102,11 @@ def test_the_config_file_sets_settings_and_policies_below_the_environment(
         ("[algorithms.hello]\nmax_active = 3\npriority = = 1\n", "line 3"),
         ("poll_interval_s = 1\nno_such_setting = 2\n", "line 2: unknown setting 'no_such_setting'"),
         ("[algorithms.hello]\nmax_active = 3\n\n[algorithms.other]\npriority = 12\n", "line 5"),
+        ('[schedules.nightly]\nalgorithm = "hello"\ncron = "61 * * * *"\n', "line 3"),
+        (
+            '[schedules.nightly]\nalgorithm = "hello"\ncron = "@daily"\ntimezone = "Mars/Base"\n',
+            "line 4: schedules.nightly.timezone",
+        ),
     ],
 )
 def test_a_broken_config_file_stops_the_start_naming_the_line(

@@ -16,7 +16,7 @@ import redis
 
 from app.core.config import Settings
 from app.core.redis import EmbeddedRedis, _die_with_parent
-from app.replica import _redis_url
+from app.replica import _launch_embedded_redis, _redis_url
 
 pytestmark = pytest.mark.slow
 
@@ -83,7 +83,8 @@ def test_embedded_redis_outlives_the_worker_threads(tmp_path: Path) -> None:
     stack = AsyncExitStack()
 
     async def start() -> str:
-        return await _redis_url(settings, stack)
+        # as running_replica does: forked on the loop's thread, waited for on a worker
+        return await _redis_url(settings, _launch_embedded_redis(settings, stack))
 
     url = anyio.run(start)
     try:

@@ -2,6 +2,8 @@
 replica-lease migration (0003) keeps every unfinished task held by its owner."""
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -10,11 +12,17 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
 from sqlmodel import SQLModel
 
 from app.core.db import driver_url
-from app.core.migrations import alembic_config, upgrade_to_head
+from app.core.migrations import (
+    alembic_config,
+    database_revisions,
+    head_revisions,
+    upgrade_to_head,
+)
 from app.domain.models import utcnow
 
 
@@ -131,3 +139,30 @@ def test_the_policy_migration_queues_waiting_tasks_and_goes_down_again(
         command.upgrade(config, "head")
     finally:
         engine.dispose()
+
+
+def test_the_head_read_from_the_scripts_is_alembics(empty_database_url: str) -> None:
+    scripts = ScriptDirectory.from_config(alembic_config(empty_database_url))
+    assert head_revisions() == set(scripts.get_heads())
+
+
+def test_a_start_at_the_head_does_not_load_alembic(empty_database_url: str) -> None:
+    assert database_revisions(empty_database_url) == set()
+    upgrade_to_head(empty_database_url)
+    assert database_revisions(empty_database_url) == head_revisions()
+    check = (
+        "import sys; from app.core.migrations import upgrade_to_head; "
+        f"upgrade_to_head({empty_database_url!r}); print('alembic' in sys.modules)"
+    )
+    again = subprocess.run(
+        [sys.executable, "-c", check], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert again.stdout.strip() == "False", again.stderr
+    # One revision behind: Alembic is loaded and brings it to the head again.
+    command.downgrade(alembic_config(empty_database_url), "-1")
+    assert database_revisions(empty_database_url) != head_revisions()
+    behind = subprocess.run(
+        [sys.executable, "-c", check], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert behind.stdout.strip() == "True", behind.stderr
+    assert database_revisions(empty_database_url) == head_revisions()

@@ -7,6 +7,7 @@ TASKBEAT_DIST_REQUIRED=1, as in CI)."""
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -17,12 +18,16 @@ import httpx
 import pytest
 from serve_process import free_port
 
+from app.core.migrations import SOURCE_TREE_MIGRATIONS, head_revisions
 from app.native import EXPECTED_API_VERSION
 
 pytestmark = pytest.mark.dist
 
 BUILT = Path(__file__).resolve().parents[2] / "dist" / "taskbeat"
 LIBRARY_DIRS = ("/usr/lib/x86_64-linux-gnu", "/lib64")
+# The dev tools live in the same .venv as the build: none of them may ride along.
+NEVER_BUNDLED = ("_pytest", "hypothesis", "mypy", "playwright", "pytest", "schemathesis", "unasync")
+REFUSED_TMPDIR = "set TMPDIR to a writable directory that allows running programs"
 
 
 def _require() -> None:
@@ -85,9 +90,9 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
+def sandbox(tmp_path: Path) -> Sandbox:
     _require()
-    yield Sandbox(tmp_path)
+    return Sandbox(tmp_path)
 
 
 def test_version_names_the_c_library(sandbox: Sandbox) -> None:
@@ -127,6 +132,14 @@ def test_serves_hello_answers_heartbeats_and_leaves_nothing_behind(sandbox: Sand
         # Paths as the sandbox sees them: the bundle unpacks into TMPDIR, /work/tmp.
         assert all(path.startswith("/work/tmp/_MEI") for path in libpython), libpython
 
+        # The dashboard's templates and vendored files travel in the bundle.
+        page = httpx.get(f"{url}/ui", follow_redirects=True)
+        assert page.status_code == 200, page.text[:500]
+        assert "/ui/static/vendor/htmx.min.js" in page.text
+        script = httpx.get(f"{url}/ui/static/vendor/htmx.min.js")
+        assert script.status_code == 200
+        assert len(script.content) > 10_000
+
         created = httpx.post(f"{url}/v1/tasks", json={"algorithm": "hello", "input": {}}).json()
         running = httpx.post(
             f"{url}/v1/tasks", json={"algorithm": "hello", "input": {"duration_ms": 60000}}
@@ -154,10 +167,66 @@ def test_serves_hello_answers_heartbeats_and_leaves_nothing_behind(sandbox: Sand
     assert "Traceback" not in log_path.read_text()
 
 
-def test_unwritable_tmpdir_is_refused_without_a_traceback(sandbox: Sandbox) -> None:
+def test_migrate_brings_a_new_database_to_the_head_of_the_scripts(sandbox: Sandbox) -> None:
+    result = sandbox.run("migrate")
+    assert result.returncode == 0, result.stderr
+    database = sandbox.scratch / "var" / "taskbeat.db"
+    with sqlite3.connect(database) as conn:
+        versions = {row[0] for row in conn.execute("SELECT version_num FROM alembic_version")}
+    assert versions == head_revisions(SOURCE_TREE_MIGRATIONS)
+    again = sandbox.run("migrate")  # at the head: nothing to do, and no Alembic loaded
+    assert again.returncode == 0, again.stderr
+
+
+def test_the_dev_tools_are_not_bundled() -> None:
+    _require()
+    readers = pytest.importorskip("PyInstaller.archive.readers")
+    bundle = readers.CArchiveReader(str(BUILT))
+    modules = bundle.open_embedded_archive("PYZ.pyz").toc
+    bundled = {name.split(".")[0] for name in modules} | {n.split("/")[0] for n in bundle.toc}
+    assert not bundled & set(NEVER_BUNDLED)
+    assert "app.client.generate_sync" not in modules
+
+
+def _refusal(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "PYI-" not in result.stderr, result.stderr  # none of the bootloader's own lines
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert REFUSED_TMPDIR in lines[0]
+    return lines[0]
+
+
+def test_unwritable_tmpdir_is_refused_in_one_line(sandbox: Sandbox) -> None:
     readonly = sandbox.scratch / "readonly"
     readonly.mkdir(mode=0o555)
     result = sandbox.run("--version", tmpdir="/ro", binds=("--ro-bind", str(readonly), "/ro"))
-    assert result.returncode != 0
-    assert "Could not create temporary directory" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert _refusal(result).startswith("taskbeat: cannot unpack into TMPDIR=/ro (")
+    missing = sandbox.run("--version", tmpdir="/work/no-such-dir")
+    assert "TMPDIR=/work/no-such-dir (No such file or directory)" in _refusal(missing)
+
+
+@pytest.fixture
+def noexec_dir(tmp_path: Path) -> Iterator[Path]:
+    """A tmpfs mounted noexec (needs root, as CI runs); bwrap keeps the flag on its bind."""
+    mount_point = tmp_path / "noexec"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "noexec,size=256m", "tmpfs", str(mount_point)],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a noexec tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], timeout=30, check=False)
+
+
+def test_noexec_tmpdir_is_refused_in_one_line(sandbox: Sandbox, noexec_dir: Path) -> None:
+    result = sandbox.run(
+        "--version", tmpdir="/work/noexec", binds=("--bind", str(noexec_dir), "/work/noexec")
+    )
+    assert "TMPDIR=/work/noexec: it is mounted noexec" in _refusal(result)
+    assert list(noexec_dir.iterdir()) == [], "the refused start left its folder behind"

@@ -3,6 +3,7 @@ unfinished tasks (counted in the database); over either, 429 with Retry-After.""
 
 import time
 
+import anyio
 import httpx
 import pytest
 from conftest import AppClient
@@ -52,3 +53,27 @@ async def test_unfinished_tasks_are_limited_over_all_replicas(app_client: AppCli
         cancelled = await one.post(f"/v1/tasks/{first.json()['task_id']}/cancel", headers=key)
         assert cancelled.json()["status"] == "cancelled"
         assert (await two.post("/v1/tasks", json=body, headers=key)).status_code == 202
+
+
+async def test_racing_creates_never_take_a_key_past_its_unfinished_limit(
+    app_client: AppClient,
+) -> None:
+    """Concurrent creates over two replicas: the count and the inserts share a transaction
+    (and an advisory lock per key on PostgreSQL), so exactly the limit get in."""
+    limit, tries = 3, 40
+    body = {"algorithm": "hello", "input": {"duration_ms": 30000}}
+    async with app_client(auth="on") as one, app_client(auth="on") as two:
+        _, secret = await make_key(one, Role.CLIENT, max_unfinished=limit)
+        key = bearer(secret)
+        answers: list[httpx.Response] = []
+
+        async def create(replica: httpx.AsyncClient) -> None:
+            answers.append(await replica.post("/v1/tasks", json=body, headers=key))
+
+        async with anyio.create_task_group() as tg:
+            for i in range(tries):
+                tg.start_soon(create, one if i % 2 else two)
+        statuses = sorted(answer.status_code for answer in answers)
+        assert statuses == [202] * limit + [429] * (tries - limit), statuses
+        listed = (await one.get("/v1/tasks", params={"limit": 100}, headers=key)).json()
+        assert len(listed["items"]) == limit

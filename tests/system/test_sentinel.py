@@ -4,7 +4,6 @@ replica, three sentinels, from redis-server), failed over while tasks run."""
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from serve_process import free_port
+from serve_process import free_port, run_heartbeats
 
 from app.core.redis import SentinelTarget
 
@@ -109,17 +108,6 @@ def sentinels(tmp_path: Path) -> Iterator[SentinelSet]:
         sentinel_set.stop()
 
 
-def _heartbeats(env: dict[str, str], url: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", "heartbeats", "--redis-url", url],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-
-
 def _until(predicate: Any, timeout_s: float, what: str) -> Any:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -145,7 +133,7 @@ def test_a_failover_while_tasks_run_loses_nothing(
     ]
     _until(
         lambda: (
-            (r := _heartbeats(env, sentinels.url)).returncode == 0
+            (r := run_heartbeats(env, sentinels.url)).returncode == 0
             and all(t in r.stdout for t in task_ids)
         ),
         20,
@@ -160,7 +148,7 @@ def test_a_failover_while_tasks_run_loses_nothing(
     # Heartbeats come back on the new master within a few beats, every task still in them.
     recovered = _until(
         lambda: (
-            (r := _heartbeats(env, sentinels.url)).returncode == 0
+            (r := run_heartbeats(env, sentinels.url)).returncode == 0
             and all(t in r.stdout for t in task_ids)
             and r
         ),

@@ -10,8 +10,6 @@ from typing import Annotated, Any
 import anyio
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pyinstrument import Profiler
-from pyinstrument.renderers import SpeedscopeRenderer
 
 from app.api.deps import ContextDep
 from app.domain.errors import NotFound
@@ -43,6 +41,10 @@ async def profile(
 ) -> Response:
     """A CPU profile of the whole event-loop thread over `seconds`: every request and run
     that ran meanwhile, not only this one. One profile at a time."""
+    # Imported here: a service with /debug off (the default) never loads the profiler.
+    from pyinstrument import Profiler
+    from pyinstrument.renderers import SpeedscopeRenderer
+
     async with profiling:
         # async_mode "disabled": sample the thread's every frame, not this task's alone
         profiler = Profiler(interval=0.001, async_mode="disabled")

@@ -6,7 +6,6 @@ from fastapi import APIRouter, Query, Response, status
 
 from app.api.deps import (
     IdempotencyKeyDep,
-    KeysDep,
     PrincipalDep,
     ServiceDep,
     TaskIdDep,
@@ -45,13 +44,16 @@ async def create_task(
     service: ServiceDep,
     response: Response,
     who: PrincipalDep,
-    keys: KeysDep,
     idempotency_key: IdempotencyKeyDep,
 ) -> TaskPublic:
     """Creates a task (202); with an Idempotency-Key already used for the same body, answers
     that first task instead (200, Idempotent-Replayed: true)."""
-    await keys.check_unfinished(who)
-    answer = await service.create(body, api_key_id=who.key_id, idempotency_key=idempotency_key)
+    answer = await service.create(
+        body,
+        api_key_id=who.key_id,
+        max_unfinished=who.max_unfinished,
+        idempotency_key=idempotency_key,
+    )
     response.headers["Location"] = f"/v1/tasks/{answer.task.task_id}"
     if answer.replayed:
         response.status_code = status.HTTP_200_OK
@@ -65,13 +67,21 @@ async def list_tasks(
     who: PrincipalDep,
     status: TaskStatus | None = None,
     algorithm: Annotated[str | None, Query(max_length=64, pattern=NAME_PATTERN)] = None,
+    schedule: Annotated[
+        str | None, Query(max_length=64, pattern=NAME_PATTERN, description="made by it")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[
         str | None, Query(max_length=200, description="`next_cursor` of the previous page")
     ] = None,
 ) -> TaskPage:
     return await service.list_tasks(
-        status=status, algorithm=algorithm, limit=limit, cursor=cursor, visible_to=who.task_scope
+        status=status,
+        algorithm=algorithm,
+        schedule=schedule,
+        limit=limit,
+        cursor=cursor,
+        visible_to=who.task_scope,
     )
 
 

@@ -75,9 +75,10 @@ class AsyncTaskbeatClient:
         algorithm: str | None = None,
         limit: int | None = None,
         cursor: str | None = None,
+        schedule: str | None = None,
     ) -> TaskPage:
-        """One page of tasks, newest first."""
-        params = wire.list_params(status, algorithm, limit, cursor)
+        """One page of tasks, newest first (`schedule`: only the tasks it made)."""
+        params = wire.list_params(status, algorithm, limit, cursor, schedule)
         return wire.parse_page(await self._request("GET", "/v1/tasks", params=params))
 
     async def iter_tasks(
@@ -116,9 +117,10 @@ class AsyncTaskbeatClient:
         algorithm: str | None = None,
         status: TaskStatus | str | None = None,
         created_before: datetime | str | None = None,
+        schedule: str | None = None,
     ) -> dict[str, int]:
         """Cancels every unfinished task the filter matches: {"matched", "changed"}."""
-        body = wire.bulk_filter(algorithm, status, created_before)
+        body = wire.bulk_filter(algorithm, status, created_before, schedule)
         return dict(wire.parse_json(await self._request("POST", "/v1/bulk/cancel", json=body)))
 
     async def bulk_retry(
@@ -127,9 +129,10 @@ class AsyncTaskbeatClient:
         algorithm: str | None = None,
         status: TaskStatus | str | None = None,
         created_before: datetime | str | None = None,
+        schedule: str | None = None,
     ) -> dict[str, int]:
         """Runs every failed, cancelled or timed-out task the filter matches again."""
-        body = wire.bulk_filter(algorithm, status, created_before)
+        body = wire.bulk_filter(algorithm, status, created_before, schedule)
         return dict(wire.parse_json(await self._request("POST", "/v1/bulk/retry", json=body)))
 
     async def stats(self) -> dict[str, Any]:
@@ -154,6 +157,36 @@ class AsyncTaskbeatClient:
 
     async def resume(self, name: str) -> dict[str, Any]:
         return dict(wire.parse_json(await self._request("POST", f"/v1/algorithms/{name}/resume")))
+
+    async def schedules(self) -> builtins.list[dict[str, Any]]:
+        return list(wire.parse_json(await self._request("GET", "/v1/schedules"))["items"])
+
+    async def schedule(self, name: str) -> dict[str, Any]:
+        """One schedule, with `next_fire_at` and `recent_tasks`."""
+        return dict(wire.parse_json(await self._request("GET", f"/v1/schedules/{name}")))
+
+    async def create_schedule(
+        self, name: str, algorithm: str, cron: str, **fields: Any
+    ) -> dict[str, Any]:
+        """A new schedule; `fields` are any of input, timezone, overlap, catchup_s, paused,
+        priority."""
+        body = {"name": name, "algorithm": algorithm, "cron": cron, **fields}
+        return dict(wire.parse_json(await self._request("POST", "/v1/schedules", json=body)))
+
+    async def change_schedule(self, name: str, **fields: Any) -> dict[str, Any]:
+        response = await self._request("PATCH", f"/v1/schedules/{name}", json=fields)
+        return dict(wire.parse_json(response))
+
+    async def delete_schedule(self, name: str) -> None:
+        wire.raise_for_error(await self._request("DELETE", f"/v1/schedules/{name}"))
+
+    async def pause_schedule(self, name: str) -> dict[str, Any]:
+        response = await self._request("POST", f"/v1/schedules/{name}/pause")
+        return dict(wire.parse_json(response))
+
+    async def resume_schedule(self, name: str) -> dict[str, Any]:
+        response = await self._request("POST", f"/v1/schedules/{name}/resume")
+        return dict(wire.parse_json(response))
 
     async def attempts(self, task_id: str) -> builtins.list[dict[str, Any]]:
         """Every run of the task: attempt, status, error, replica, started_at, finished_at."""
