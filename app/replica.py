@@ -191,7 +191,7 @@ async def running_replica(settings: Settings) -> AsyncIterator[ReplicaContext]:
         await live.register_scripts()
         async with anyio.create_task_group() as tg:
             await tg.start(watcher.run)
-            await tg.start(updates.outbox.run)
+            await tg.start(updates.run)
             await tg.start(live.run_events.run)
             await tg.start(runner.loop_lag.run)
             await tg.start(runner.run)

@@ -26,7 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reuse", type=Path, help="take the other workloads from this JSON")
     args = parser.parse_args(argv)
     profile = workloads.QUICK if args.quick else workloads.FULL
-    out = args.out or (VAR / "benchmarks-quick.md" if args.quick else Path("docs/benchmarks.md"))
+    if args.out is not None:
+        out = args.out
+    elif args.only and args.reuse is None:  # some workloads only: never over the full report
+        out = VAR / ("benchmarks-only-quick.md" if args.quick else "benchmarks-only.md")
+    else:
+        out = VAR / "benchmarks-quick.md" if args.quick else Path("docs/benchmarks.md")
     command = args.command or "python -m bench " + shlex.join(argv or sys.argv[1:])
 
     systems.clean_var()

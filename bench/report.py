@@ -85,17 +85,22 @@ def _met(ok: bool) -> str:
 
 
 def _scale_runs(results: dict[str, Any], steps: int) -> list[dict[str, Any]]:
-    return [r for r in results["scale"]["runs"] if r.get("steps", 10) == steps]
+    return [r for r in _runs(results, "scale") if r.get("steps", 10) == steps]
+
+
+def _runs(results: dict[str, Any], workload: str) -> Any:
+    """A workload's runs; empty when this report's run left it out (`--only`)."""
+    return results.get(workload, {}).get("runs", [])
 
 
 def summarise(results: dict[str, Any]) -> dict[str, Any]:
     """Medians, ratios and target verdicts (NaN where a figure is missing)."""
-    create = results["create"]["runs"]
+    create = _runs(results, "create") or {}
     ceiling = "ceiling (bare FastAPI)"
     sqlite = "taskbeat SQLite + embedded Redis"
-    e2e = results["end_to_end"]["runs"]
+    e2e = _runs(results, "end_to_end") or {}
     scale = _scale_runs(results, 10)
-    notice = results["notice"]["runs"]
+    notice = _runs(results, "notice")
     summary = {
         "create_vs_ceiling": _ratio(create, sqlite, ceiling, "rps"),
         "create_p99_ms": median([r["p99_ms"] for r in create.get(sqlite, [])]),
@@ -110,7 +115,7 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
         "progress_cpu_percent": median([r["cpu_percent"] for r in scale])
         - median([r["cpu_percent"] for r in _scale_runs(results, 1)]),
         "notice_p99_ms": median([r["p99_ms"] for r in notice]),
-        "cancel_vs_create": median([r["ratio"] for r in results.get("cancel", {}).get("runs", [])]),
+        "cancel_vs_create": median([r["ratio"] for r in _runs(results, "cancel")]),
     }
     return summary
 
@@ -148,7 +153,9 @@ def chart(results: dict[str, Any], path: Path) -> None:
 def write(results: dict[str, Any], path: Path, *, command: str, elapsed_s: float) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     chart_path = path.with_suffix(".png")
-    chart(results, chart_path)
+    charted = "create" in results and "end_to_end" in results
+    if charted:
+        chart(results, chart_path)
     path.with_suffix(".json").write_text(json.dumps(results, indent=1, default=str))
     s = summarise(results)
     profile = results["profile"]
@@ -161,8 +168,7 @@ def write(results: dict[str, Any], path: Path, *, command: str, elapsed_s: float
         "is shown. Absolute figures move by about 10 % between runs of the same machine; "
         "only the ratios mean much.",
         "",
-        f"![ratios]({chart_path.name})",
-        "",
+        *([f"![ratios]({chart_path.name})", ""] if charted else []),
         "## Machine",
         "",
         *[f"- {key}: {value}" for key, value in results["machine"].items()],
@@ -183,12 +189,17 @@ def write(results: dict[str, Any], path: Path, *, command: str, elapsed_s: float
         "",
     ]
     lines += _targets(s)
-    lines += _create_section(results)
-    lines += _e2e_section(results)
-    lines += _sleep_section(results)
-    lines += _scale_section(results)
-    lines += _notice_section(results)
-    lines += _cancel_section(results)
+    sections = {
+        "create": _create_section,
+        "end_to_end": _e2e_section,
+        "sleep": _sleep_section,
+        "scale": _scale_section,
+        "notice": _notice_section,
+        "cancel": _cancel_section,
+    }
+    for workload, section in sections.items():
+        if workload in results:  # `--only` runs some
+            lines += section(results)
     kept = ""
     if path.exists() and NOTES_MARKER in (old := path.read_text()):
         kept = old[old.index(NOTES_MARKER) :]
@@ -217,7 +228,11 @@ def _targets(s: dict[str, Any]) -> list[str]:
          s["cancel_vs_create"] <= 1.5),
     ]  # fmt: skip
     out = ["## Targets", "", "| target | measured (median) | verdict |", "|---|---|---|"]
-    out += [f"| {name} | {value} | {_met(ok)} |" for name, value, ok in rows]
+    out += [
+        f"| {name} | {value} | {_met(ok)} |"
+        for name, value, ok in rows
+        if not value.startswith("nan")  # NaN: a workload this run left out (--only)
+    ]
     return [*out, ""]
 
 

@@ -1,6 +1,7 @@
 """What the runner needs from an algorithm, whatever runs it (the C library, a remote engine)."""
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -60,6 +61,15 @@ class AcceptsCallbacks(Protocol):
 
     def deliver(self, handle: Any, status: JobStatus) -> None:
         """Hands a reported status to the job's handle and wakes its waiter."""
+
+
+@runtime_checkable
+class StreamsProgress(Protocol):
+    """An algorithm that hands each progress move of a job to a listener as it happens."""
+
+    def follow(self, handle: Any, on_progress: Callable[[int], None]) -> None:
+        """From now until release, calls `on_progress(progress)` on the event loop at each
+        move of the job; `wait` then returns at the finish (or the timeout) only."""
 
 
 def compact_json(payload: dict[str, Any]) -> str:

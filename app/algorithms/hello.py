@@ -1,5 +1,6 @@
 """The built-in algorithm: the C library in clib/ ("sleep 3 s, then output hello world")."""
 
+from collections.abc import Callable
 from typing import Any
 
 from app.algorithms.base import (
@@ -22,8 +23,9 @@ from app.native import (
 
 class HelloAlgorithm:
     """Adapter over the native job library. Its calls return at once (brief mutex holds
-    only), so they run on the event loop; a job's every step and its finish wake its
-    waiter through the library's notification fd."""
+    only), so they run on the event loop; through the library's notification fd a job's
+    finish wakes its waiter, and its every step reaches its listener (`follow`) or, when
+    nobody follows it, wakes its waiter too."""
 
     name = "hello"
 
@@ -62,9 +64,17 @@ class HelloAlgorithm:
         )
 
     async def wait(self, handle: int, timeout_s: float) -> None:
-        """Returns at the job's next change (a step done, its finish), so that the runner
-        sees progress as it moves, or after `timeout_s`."""
-        await self._watcher.wait_changed(handle, timeout_s)
+        """Returns at the job's finish if it is followed (its steps go to the listener),
+        else at its next change (a step done, its finish); or after `timeout_s`."""
+        if self._watcher.followed(handle):
+            await self._watcher.wait_finished(handle, timeout_s)
+        else:
+            await self._watcher.wait_changed(handle, timeout_s)
+
+    def follow(self, handle: int, on_progress: Callable[[int], None]) -> None:
+        """Hands each step of the job to `on_progress` as the watcher drains it: no poll
+        and no wake-up of the waiter per step."""
+        self._watcher.follow(handle, on_progress)
 
     async def cancel(self, handle: int) -> None:
         """Stops the job; a no-op when it is already gone (freed or stale handle)."""

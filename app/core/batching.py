@@ -16,6 +16,7 @@ from typing import Generic, TypeVar
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
 log = logging.getLogger(__name__)
 Item = TypeVar("Item")
@@ -37,7 +38,9 @@ class GroupCommit(Generic[Item, Result]):
     No background task: a caller that finds no batch running leads one batch (the oldest
     waiting items, its own among them or ahead of it), then hands over; callers wait at
     most for the batch that holds their own item. A batch is shielded, so a leader whose
-    request is cancelled still finishes the writes others wait on.
+    request is cancelled still finishes the writes others wait on. A leader first yields
+    once, so that the callers woken with it (runs whose jobs ended together) join its batch
+    instead of waiting for a second one.
     """
 
     def __init__(
@@ -64,6 +67,7 @@ class GroupCommit(Generic[Item, Result]):
             self._leading = True
             try:
                 with anyio.CancelScope(shield=True):
+                    await anyio.lowlevel.checkpoint()
                     await self._apply_one_batch()
             finally:
                 self._leading = False

@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import anyio
+import anyio.abc
 import redis.asyncio as aioredis
 
 from app.core.batching import Outbox
@@ -28,6 +29,9 @@ log = logging.getLogger(__name__)
 MAX_BUFFERED_UPDATES = 256
 # Lists of updates per message (a heartbeat's progress of every run is one list).
 MAX_LISTS_PER_MESSAGE = 1024
+# A run's progress moves go out at most this often (the latest wins): thousands of runs
+# stepping make a few messages a tick, not one per step; well inside the 100 ms promise.
+PROGRESS_PUBLISH_INTERVAL_S = 0.05
 
 
 class UpdateKind(enum.StrEnum):
@@ -65,8 +69,17 @@ def encode_message(origin: str, updates: Sequence[Update]) -> str:
                 update.progress,
             )
             statuses.append(fields)
+    # The order of the keys is part of the format: see own_statuses.
     message = {"origin": origin, "statuses": statuses, "progress": progress}
     return json.dumps(message, separators=(",", ":"))
+
+
+def message_prefix(origin: str) -> str:
+    """How every message of `origin` starts (up to its status list)."""
+    return '{"origin":' + json.dumps(origin) + ',"statuses":'
+
+
+_decoder = json.JSONDecoder()
 
 
 def decode_message(raw: str) -> tuple[str, list[Update], dict[str, list[int]]]:
@@ -86,6 +99,22 @@ def decode_message(raw: str) -> tuple[str, list[Update], dict[str, list[int]]]:
     except (ValueError, TypeError, KeyError):
         log.warning("ignored a malformed update message: %.200s", raw)
         return "", [], {}
+
+
+def own_statuses(raw: str, *, prefix: str, origin: str) -> list[Update] | None:
+    """The status updates of a message that starts with `prefix` (this replica's own),
+    decoding its status list only: its progress part, the bulk, went to the local waiters
+    from memory already. None for a message of another origin (or a malformed one)."""
+    if not raw.startswith(prefix):
+        return None
+    try:
+        statuses, _ = _decoder.raw_decode(raw, len(prefix))
+        return [
+            Update(task_id, UpdateKind(kind), status, attempt, progress, origin)
+            for task_id, kind, status, attempt, progress in statuses
+        ]
+    except (ValueError, TypeError):
+        return None
 
 
 def event_id(status: TaskStatus, attempt: int, progress: int) -> int:
@@ -136,10 +165,45 @@ class UpdateHub:
         self.runs_here: Callable[[str], bool] = lambda _task_id: False
         self._subscriptions: dict[str, set[Subscription]] = {}
         self._published_progress: dict[str, tuple[int, int]] = {}
+        # task_id -> (attempt, progress) moved since the last progress publish.
+        self._progress_due: dict[str, tuple[int, int]] = {}
+        self._progress_queued = anyio.Event()
+        self._own_prefix = message_prefix(replica_id)
         # Updates published meanwhile go out as one message; nobody waits for it.
         self.outbox: Outbox[Sequence[Update]] = Outbox(
             self._publish_together, max_batch=MAX_LISTS_PER_MESSAGE, name="updates"
         )
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Sends the outbox and, at most every PROGRESS_PUBLISH_INTERVAL_S, the progress
+        moved meanwhile; started by the composition root with `tg.start`."""
+        async with anyio.create_task_group() as tg:
+            await tg.start(self.outbox.run)
+            task_status.started()
+            while True:
+                await self._progress_queued.wait()
+                await anyio.sleep(PROGRESS_PUBLISH_INTERVAL_S)
+                self._progress_queued = anyio.Event()
+                self._send_progress_due()
+
+    def _send_progress_due(self) -> None:
+        due, self._progress_due = self._progress_due, {}
+        if due:
+            status = TaskStatus.RUNNING.value
+            origin = self.replica_id
+            self.outbox.put(
+                [
+                    Update(task_id, UpdateKind.PROGRESS, status, attempt, progress, origin)
+                    for task_id, (attempt, progress) in due.items()
+                ]
+            )
+
+    async def flush(self) -> None:
+        """Returns once every update queued before the call has been sent (or dropped)."""
+        self._send_progress_due()
+        await self.outbox.flush()
 
     # ----- local waiters ---------------------------------------------------------------
 
@@ -175,6 +239,11 @@ class UpdateHub:
     def receive(self, raw: str) -> None:
         """Hands one message of the updates channel to the local waiters (the subscriber's
         handler)."""
+        own = own_statuses(raw, prefix=self._own_prefix, origin=self.replica_id)
+        if own is not None:
+            for update in own:
+                self._dispatch(update)
+            return
         origin, statuses, progress = decode_message(raw)
         for update in statuses:
             self._dispatch(update)
@@ -208,6 +277,7 @@ class UpdateHub:
     def status_changed(
         self, task_id: str, status: TaskStatus, attempt: int, progress: int = 0
     ) -> None:
+        self._progress_due.pop(task_id, None)  # the status (and a re-read) supersedes it
         if status.finished:
             self._published_progress.pop(task_id, None)
         self.outbox.put(
@@ -216,13 +286,15 @@ class UpdateHub:
 
     def progress_changed(self, task_id: str, attempt: int, progress: int) -> None:
         """Hands a progress move to this replica's waiters at once, from memory, and to the
-        other replicas' through the channel (the echo here is a duplicate waiters skip)."""
+        other replicas' through the channel within PROGRESS_PUBLISH_INTERVAL_S (coalesced:
+        the latest move of each run; this replica skips its own echo undecoded)."""
         self._published_progress[task_id] = (attempt, progress)
-        running = TaskStatus.RUNNING.value
-        update = Update(task_id, UpdateKind.PROGRESS, running, attempt, progress, self.replica_id)
         if task_id in self._subscriptions:
-            self._dispatch(update)
-        self.outbox.put([update])
+            running = TaskStatus.RUNNING.value
+            origin = self.replica_id
+            self._dispatch(Update(task_id, UpdateKind.PROGRESS, running, attempt, progress, origin))
+        self._progress_due[task_id] = (attempt, progress)
+        self._progress_queued.set()
 
     def publish_progress(self, running: Mapping[str, tuple[int, int]]) -> None:
         """Publishes the progress of the runs (task_id -> (attempt, progress)) that moved

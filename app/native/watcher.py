@@ -4,6 +4,7 @@ done, a start, a finish) or when their wait runs out, with one timer for all wai
 import heapq
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -27,7 +28,9 @@ class JobWatcher:
     """Turns the library's "some job changed" fd into per-handle wake-ups.
 
     `wait_finished` wakes on the job's finish only; `wait_changed` on any change of it
-    (progress or state), returning the change; `latest` reads the last change drained.
+    (progress or state), returning the change; `latest` reads the last change drained;
+    `follow` hands every progress move of a job to a listener as it is drained, so that a
+    run that follows its job wakes for the finish only.
     Draining is destructive, so a process has one watcher per library (`for_library`);
     every replica in the process starts `run`, and one of them at a time reads the fd
     (the next takes over when it stops). Changes are recorded even for handles nobody
@@ -44,6 +47,7 @@ class JobWatcher:
         self._lib = lib
         self._latest: dict[int, JobChange] = {}
         self._waits: dict[int, list[_Wait]] = {}
+        self._listeners: dict[int, Callable[[int], None]] = {}
         self._reader = anyio.Lock()
         # (deadline, tie-breaker, wait); entries of waits already woken are skipped.
         self._deadlines: list[tuple[float, int, _Wait]] = []
@@ -75,9 +79,13 @@ class JobWatcher:
                     await anyio.wait_readable(fd)
 
     def _dispatch(self) -> None:
-        latest, waits_by_handle = self._latest, self._waits  # locals: this runs per step
+        # locals: this runs per step of every job
+        latest, waits_by_handle, listeners = self._latest, self._waits, self._listeners
         for change in self._lib.drain_changes():
             latest[change.handle] = change
+            listener = listeners.get(change.handle)
+            if listener is not None and not change.state.finished:
+                listener(change.progress)
             waits = waits_by_handle.get(change.handle)
             if waits is not None:
                 self._wake(change, waits)
@@ -137,6 +145,18 @@ class JobWatcher:
             return latest
         return await self._wait(handle, timeout_s, finish_only=False)
 
+    def follow(self, handle: int, on_progress: Callable[[int], None]) -> None:
+        """Calls `on_progress(progress)` on the loop, as the reader drains them, with the
+        job's progress moves (its last one at once if one was drained already) until
+        forget(); never with its finish, which wakes its waiters as ever."""
+        self._listeners[handle] = on_progress
+        latest = self._latest.get(handle)
+        if latest is not None and not latest.state.finished:
+            on_progress(latest.progress)
+
+    def followed(self, handle: int) -> bool:
+        return handle in self._listeners
+
     def latest(self, handle: int) -> JobChange | None:
         """The job's last change drained (None if none since it started or was forgotten)."""
         return self._latest.get(handle)
@@ -150,5 +170,6 @@ class JobWatcher:
         """Drops any record of the handle and ends its waits (as timed out); call right
         before freeing it."""
         self._latest.pop(handle, None)
+        self._listeners.pop(handle, None)
         for wait in self._waits.pop(handle, []):
             wait.event.set()

@@ -11,13 +11,20 @@ import random
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import anyio
 import anyio.abc
 from anyio.abc import TaskGroup
 
-from app.algorithms.base import Algorithm, AlgorithmError, InputRejected, PollFailed
+from app.algorithms.base import (
+    Algorithm,
+    AlgorithmError,
+    InputRejected,
+    PollFailed,
+    StreamsProgress,
+)
 from app.algorithms.registry import Registry
 from app.core.backoff import Backoff
 from app.core.config import Settings
@@ -227,6 +234,9 @@ class Runner:
         job_finished = False
         try:
             self._announce_running(run)
+            if isinstance(adapter, StreamsProgress):
+                # Steps go straight to the run's state; its task wakes for the finish only.
+                adapter.follow(run.handle, partial(self._progress_moved, run))
             if run.cancel_requested:
                 await self._cancel_job(run)
             with anyio.move_on_after(task.timeout_s):
@@ -273,12 +283,15 @@ class Runner:
                 if status.state.finished:
                     run.progress = status.progress
                     return outcome_of(status, poll_failures=run.poll_failures)
-                if status.progress != run.progress:
-                    run.progress = status.progress
-                    self.updates.progress_changed(run.task_id, run.attempt, run.progress)
+                self._progress_moved(run, status.progress)
                 # Jittered, so that runs started together do not all poll at the same moment.
                 delay_s = interval_s * random.uniform(1 - POLL_JITTER, 1 + POLL_JITTER)
             await adapter.wait(run.handle, delay_s)
+
+    def _progress_moved(self, run: LocalRun, progress: int) -> None:
+        if progress != run.progress and not run.persisting:
+            run.progress = progress
+            self.updates.progress_changed(run.task_id, run.attempt, progress)
 
     async def _persist(self, run: LocalRun, outcome: Outcome) -> None:
         """Writes the outcome (or the retry), retrying while the database is away (bounded)."""
@@ -364,7 +377,7 @@ class Runner:
                 log.warning("could not release the unfinished tasks: %s", exc)
             # What the ended runs queued goes out before this replica's counts are dropped.
             await self.live.run_events.flush()
-            await self.updates.outbox.flush()
+            await self.updates.flush()
             await self.live.forget_replica(self.replica_id, self.algorithm_names())
         if self._tg is not None:
             self._tg.cancel_scope.cancel()

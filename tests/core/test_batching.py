@@ -43,6 +43,23 @@ async def test_concurrent_writes_share_batches_and_get_their_own_results() -> No
     assert max(len(batch) for batch in recorder.batches) <= 8
 
 
+async def test_writes_woken_together_share_the_first_batch() -> None:
+    recorder = Recorder(delay_s=0.01)
+    group = GroupCommit(recorder.apply, max_batch=64, name="test")
+    ended = anyio.Event()
+
+    async def write_once_ended(item: int) -> None:
+        await ended.wait()
+        await group.submit(item)
+
+    async with anyio.create_task_group() as tg:
+        for item in range(20):
+            tg.start_soon(write_once_ended, item)
+        await anyio.lowlevel.checkpoint()  # every writer waits
+        ended.set()  # as the watcher wakes the runs whose jobs ended together
+    assert recorder.batches == [list(range(20))]  # one transaction, not 1 + 19
+
+
 async def test_an_error_reaches_every_caller_of_that_batch_only() -> None:
     recorder = Recorder(delay_s=0.01, fail_on=3)
     group = GroupCommit(recorder.apply, max_batch=4, name="test")

@@ -6,7 +6,15 @@ import json
 import pytest
 
 from app.domain.models import TaskStatus
-from app.live.updates import Update, UpdateKind, decode_message, encode_message, event_id
+from app.live.updates import (
+    Update,
+    UpdateKind,
+    decode_message,
+    encode_message,
+    event_id,
+    message_prefix,
+    own_statuses,
+)
 
 PENDING, RUNNING = TaskStatus.PENDING, TaskStatus.RUNNING
 STATUS, PROGRESS, RESYNC = UpdateKind.STATUS, UpdateKind.PROGRESS, UpdateKind.RESYNC
@@ -88,3 +96,19 @@ def test_a_malformed_message_decodes_to_nothing(raw: str) -> None:
 def test_a_message_with_a_malformed_progress_value_decodes_to_nothing() -> None:
     raw = json.dumps({"origin": "a", "statuses": [], "progress": {"t1": 5}})
     assert decode_message(raw) == ("", [], {})
+
+
+def test_a_replica_reads_only_the_statuses_of_its_own_messages() -> None:
+    updates = [
+        Update("t1", STATUS, "running", attempt=1, progress=0),
+        Update("t2", PROGRESS, "running", attempt=1, progress=30),
+    ]
+    own = encode_message("replica-a", updates)
+    prefix = message_prefix("replica-a")
+
+    assert own_statuses(own, prefix=prefix, origin="replica-a") == [
+        Update("t1", STATUS, "running", 1, 0, "replica-a")
+    ]
+    foreign = encode_message("replica-ab", updates)  # a prefix of its id is another replica
+    assert own_statuses(foreign, prefix=prefix, origin="replica-a") is None
+    assert own_statuses(prefix + "[[1", prefix=prefix, origin="replica-a") is None

@@ -216,8 +216,8 @@ async def test_retention_keeps_the_tables_flat_and_creates_unblocked(
         assert soak_s > 2 * retention_s  # deletes ran while tasks were created
         # bounded: never near all of them at once (what retention_s plus a pass allow)
         assert max(samples) < SOAK_TASKS * 0.8, (max(samples), soak_s)
-        # a create waits for at most one short delete batch: under 1 s more than the
+        # a create waits for at most one short delete batch: well under 2 s more than the
         # machine's own pace for a batch of concurrent creates (2 cores, shared with others)
         pace_s = 2 * statistics.median(latencies)
-        assert max(latencies) < 1.0 + pace_s, (sorted(latencies)[-5:], pace_s, soak_s)
+        assert max(latencies) < 1.5 + pace_s, (sorted(latencies)[-5:], pace_s, soak_s)
         assert await rows(client) == {"tasks": 0, "task_events": 0, "task_attempts": 0}
