@@ -57,6 +57,7 @@ SCHEDULE = "/v1/schedules/{name}"
 DASHBOARD = "/ui"
 SIGN_IN = "/ui/login"
 UI_ALGORITHM = "/ui/algorithms/{name}"
+UI_SCHEDULE = "/ui/schedules/{name}"
 
 # (method, path template) -> rule; HEAD follows GET. Every route must be here.
 RULES: dict[tuple[str, str], Access] = {
@@ -106,6 +107,8 @@ RULES: dict[tuple[str, str], Access] = {
     ("POST", UI_ALGORITHM): Access.ADMIN,
     ("POST", f"{UI_ALGORITHM}/pause"): Access.ADMIN,
     ("POST", f"{UI_ALGORITHM}/resume"): Access.ADMIN,
+    ("POST", f"{UI_SCHEDULE}/pause"): Access.ADMIN,
+    ("POST", f"{UI_SCHEDULE}/resume"): Access.ADMIN,
 }
 # Path prefixes whose every route and method has one rule (the profiler's endpoints, the
 # dashboard's pages and the static files of the dashboard and /docs), first match wins.

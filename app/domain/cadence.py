@@ -105,6 +105,13 @@ class Cadence:
         tick = next(self._cron_iter(start, reverse=False))
         return tick.astimezone(UTC)
 
+    def ticks_from(self, first: datetime, count: int) -> list[datetime]:
+        """`count` ticks: `first` (a tick) and the ones after it, oldest first."""
+        ticks = [first]
+        while len(ticks) < count:
+            ticks.append(self.next_after(ticks[-1]))
+        return ticks[:count]
+
     def latest_until(self, moment: datetime) -> datetime | None:
         """The last tick at or before `moment` (UTC); None if there is none (a date that
         never comes again, such as 30 February)."""

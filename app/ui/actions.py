@@ -1,6 +1,7 @@
 """The dashboard's actions, each behind the same-origin check and the access table (admin
 keys only), each through the service the API uses: cancel or retry a task; cancel or retry
-every task a filter matches; pause, resume and change an algorithm's policy."""
+every task a filter matches; pause, resume and change an algorithm's policy; pause and
+resume a schedule."""
 
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -18,6 +19,7 @@ from app.ui.bulk_form import FILTER_FIELDS, filter_of
 from app.ui.deps import (
     AlgorithmDep,
     ContextDep,
+    ScheduleDep,
     TaskIdDep,
     field_of,
     form_of,
@@ -135,6 +137,24 @@ async def change_policy(
     except InvalidRequest as exc:
         return await _refused(request, name, exc, **{k: v[0] for k, v in form.items()})
     return _back_to(name)
+
+
+def _to_schedule(name: str) -> RedirectResponse:
+    return RedirectResponse(f"/ui/schedules/{quote(name, safe='')}", status_code=303)
+
+
+@router.post("/schedules/{name}/pause")
+async def pause_schedule(item: ScheduleDep, _: SameOrigin, context: ContextDep) -> Response:
+    """Pauses as `POST /v1/schedules/{name}/pause` does: no tick fires until resumed."""
+    await context.schedules.pause(item.name)
+    return _to_schedule(item.name)
+
+
+@router.post("/schedules/{name}/resume")
+async def resume_schedule(item: ScheduleDep, _: SameOrigin, context: ContextDep) -> Response:
+    """Resumes as `POST /v1/schedules/{name}/resume` does: from the next tick on."""
+    await context.schedules.resume(item.name)
+    return _to_schedule(item.name)
 
 
 def _actor(request: Request) -> Principal:

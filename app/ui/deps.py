@@ -8,6 +8,7 @@ from fastapi import Depends, Path, Request
 from app.domain.errors import InvalidRequest, NotFound
 from app.domain.keys import Principal
 from app.domain.models import is_task_id
+from app.domain.schedule import SchedulePublic
 from app.replica import ReplicaContext
 
 FORM_TYPE = "application/x-www-form-urlencoded"
@@ -33,6 +34,13 @@ async def algorithm_in_path(request: Request, name: Annotated[str, Path()]) -> s
     if name not in context.runner.policies.configured:
         raise NotFound(f"no algorithm {name[:64]!r}")
     return name
+
+
+async def schedule_in_path(request: Request, name: Annotated[str, Path()]) -> SchedulePublic:
+    """The schedule named in the path, with its last tasks, as `GET /v1/schedules/{name}`
+    shows it; any other name is a 404 (before the same-origin check, as in the API)."""
+    context: ReplicaContext = request.app.state.context
+    return await context.schedules.get(name)
 
 
 def principal_in(request: Request) -> Principal | None:
@@ -66,3 +74,4 @@ def field_of(form: dict[str, list[str]], name: str) -> str:
 ContextDep = Annotated[ReplicaContext, Depends(get_context)]
 TaskIdDep = Annotated[str, Depends(task_id_in_path)]
 AlgorithmDep = Annotated[str, Depends(algorithm_in_path)]
+ScheduleDep = Annotated[SchedulePublic, Depends(schedule_in_path)]

@@ -1,4 +1,5 @@
-"""The dashboard's pages: overview, tasks, a task, bulk, algorithms, an algorithm, replicas.
+"""The dashboard's pages: overview, tasks, a task, bulk, algorithms, an algorithm,
+schedules, a schedule, replicas.
 Server-rendered; the live parts come from `app.ui.live` (event streams) or a short
 fragment refresh."""
 
@@ -9,19 +10,21 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
+from app.domain.cadence import Cadence
 from app.domain.errors import InvalidRequest
 from app.domain.models import BulkAnswer, TaskStatus
 from app.service.dashboard import Dashboard
 from app.store.dashboard import TaskFilter
 from app.ui.bulk_form import action_of, filter_of
 from app.ui.charts import bar_chart
-from app.ui.deps import AlgorithmDep, TaskIdDep, principal_in
+from app.ui.deps import AlgorithmDep, ContextDep, ScheduleDep, TaskIdDep, principal_in
 from app.ui.policy_form import FIELDS, RETRY_CAUSES
 from app.ui.security import can_act
 from app.ui.templating import templates
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 PAGE_SIZE = 50
+NEXT_FIRINGS = 5  # the ticks a schedule's page shows ahead
 ID_PREFIX = re.compile(r"^[0-9a-f-]{1,36}$")
 # printable text or nothing (the form's "any"): PostgreSQL cannot compare a NUL
 NAME_OR_ANY = r"^[^\x00-\x1f\x7f]*$"
@@ -158,6 +161,23 @@ async def algorithm_page(
 @router.get("/algorithms/{name}")
 async def algorithm(request: Request, name: AlgorithmDep) -> HTMLResponse:
     return await algorithm_page(request, name)
+
+
+@router.get("/schedules")
+async def schedules(request: Request, context: ContextDep) -> HTMLResponse:
+    items = await context.schedules.list()
+    return render(request, "schedules.html", "schedules", items=items)
+
+
+@router.get("/schedules/{name}")
+async def schedule(request: Request, item: ScheduleDep) -> HTMLResponse:
+    """One schedule: its fields, its next ticks (none while paused), the last tasks it made
+    with their status, and for admins pause or resume."""
+    first = item.next_fire_at
+    upcoming = (
+        [] if first is None else Cadence(item.cron, item.timezone).ticks_from(first, NEXT_FIRINGS)
+    )
+    return render(request, "schedule.html", "schedules", item=item, upcoming=upcoming)
 
 
 async def bulk_page(

@@ -179,3 +179,14 @@ def test_missed_ticks_older_than_catchup_s_are_skipped() -> None:
         catchup_s=300,
     )
     assert hourly.ticks == []  # the 15:00 tick is 10 minutes old
+
+
+def test_ticks_from_counts_on_from_a_tick() -> None:
+    first = utc(2026, 3, 28, 1, 30)  # 02:30 in Berlin; 29 March has no 02:30 there
+    ticks = Cadence("30 2 * * *", "Europe/Berlin").ticks_from(first, 3)
+    assert ticks == [first, utc(2026, 3, 29, 1), utc(2026, 3, 30, 0, 30)]
+    assert Cadence("@every 1h").ticks_from(utc(2026, 1, 1), 2) == [
+        utc(2026, 1, 1),
+        utc(2026, 1, 1, 1),
+    ]
+    assert Cadence("@hourly").ticks_from(utc(2026, 1, 1), 0) == []

@@ -2,7 +2,8 @@
 every page loads with no console error and no request leaving 127.0.0.1, progress moves
 without a reload, cancel works from the task page, and a killed replica's tasks are flagged
 stale exactly as `taskbeat heartbeats` flags them; signing in with a key (a viewer sees no
-buttons), signing out; pausing an algorithm and editing its policy from its page.
+buttons), signing out; pausing an algorithm and editing its policy from its page; pausing
+a schedule from its page.
 Screenshots land in var/screenshots/ (`make screenshots`: in docs/screenshots/)."""
 
 import json
@@ -321,3 +322,38 @@ def test_retry_from_the_task_page_and_bulk_cancel_after_its_count(start_server, 
         assert httpx.get(f"{server.url}/v1/tasks/{task_id}").json()["status"] == "cancelled"
     watched.check_clean()
     httpx.post(f"{server.url}/v1/algorithms/hello/resume")
+
+
+def test_pausing_a_schedule_from_its_page_shows_in_the_api(start_server, open_page) -> None:
+    server = start_server()
+    body = {"name": "often", "algorithm": "hello", "input": {"duration_ms": 50}}
+    answer = httpx.post(f"{server.url}/v1/schedules", json={**body, "cron": "@every 1s"})
+    assert answer.status_code == 201, answer.text
+    nightly = {**body, "name": "nightly", "cron": "30 2 * * *", "timezone": "Europe/Berlin"}
+    assert httpx.post(f"{server.url}/v1/schedules", json=nightly).status_code == 201
+    deadline = time.monotonic() + 10
+    while len(httpx.get(f"{server.url}/v1/schedules/often").json()["recent_tasks"]) < 3:
+        assert time.monotonic() < deadline, "the schedule made no three tasks in 10 s"
+        time.sleep(0.1)
+    watched = open_page(server.url)
+    page = watched.page
+    page.goto(f"{server.url}/ui/schedules")
+    watched.shoot("schedules")
+    page.get_by_role("link", name="often").click()
+    page.wait_for_selector("#recent a.mono")
+    assert page.locator("#upcoming li").count() == 5
+    watched.shoot("schedule")
+    page.get_by_role("button", name="Pause").click()
+    page.wait_for_selector("#paused .waiting")
+    assert httpx.get(f"{server.url}/v1/schedules/often").json()["paused"] is True
+    assert page.locator("#upcoming").inner_text() == "None while paused."
+    page.get_by_role("button", name="Resume").click()
+    page.wait_for_selector("button:has-text('Pause')")
+    assert httpx.get(f"{server.url}/v1/schedules/often").json()["paused"] is False
+    watched.check_clean()
+    phone = open_page(server.url, width=390, height=900)
+    for path in ("schedules", "schedules/often"):
+        phone.page.goto(f"{server.url}/ui/{path}")
+        overflow = phone.page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 1, f"{path} is wider than 390 px by {overflow} px"
+    phone.check_clean()
