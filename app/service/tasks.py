@@ -252,7 +252,8 @@ class TaskService:
         task = await self._load(task_id, visible_to)
         if not task.status.finished:
             raise Conflict(f"task {task_id} is {task.status.value}: only a finished one is deleted")
-        await self.store.delete_finished(task_id=task_id)
+        if not await self.store.delete_finished(task_id=task_id):
+            raise Conflict(f"task {task_id} was run again meanwhile: it is unfinished")
 
     async def retry(
         self, task_id: str, *, visible_to: str | None = None, api_key_id: str | None = None

@@ -206,10 +206,11 @@ class TaskStore:
 
     # ----- retention -------------------------------------------------------------------
 
-    async def delete_finished(self, *, task_id: str) -> None:
-        """Deletes a finished task with its events and attempts (finished never changes, so
-        the caller's read of its status stands)."""
-        await self.db.write(lambda conn: retention.delete_tasks(conn, [task_id]))
+    async def delete_finished(self, *, task_id: str) -> bool:
+        """Deletes the task with its events and attempts if it is finished now; False when
+        it is not (a re-run moved it back to pending since the caller read it)."""
+        deleted = await self.db.write(lambda conn: retention.delete_tasks(conn, [task_id]))
+        return deleted == 1
 
     async def delete_expired(
         self, *, cutoffs: Mapping[str, datetime], default_cutoff: datetime, limit: int

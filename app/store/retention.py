@@ -25,17 +25,23 @@ def _expired(cutoffs: Mapping[str, datetime], default_cutoff: datetime) -> Any:
 
 
 def delete_tasks(conn: Connection, task_ids: Sequence[str]) -> int:
-    """Deletes these finished tasks with their events, attempts and idempotency keys (a key
-    whose task is gone is free again); returns how many."""
+    """Deletes those of these tasks that are finished, with their events, attempts and
+    idempotency keys (a key whose task is gone is free again); returns how many. The rows
+    are locked first, so a task a re-run moves back to pending meanwhile keeps its log."""
     if not task_ids:
         return 0
-    conn.execute(delete(idempotency_keys).where(idempotency_keys.c.task_id.in_(task_ids)))
-    conn.execute(delete(task_events).where(task_events.c.task_id.in_(task_ids)))
-    conn.execute(delete(attempts).where(attempts.c.task_id.in_(task_ids)))
-    statement = delete(tasks).where(
-        tasks.c.task_id.in_(task_ids), tasks.c.status.in_(FINISHED_VALUES)
+    locked = (
+        select(tasks.c.task_id)
+        .where(tasks.c.task_id.in_(task_ids), tasks.c.status.in_(FINISHED_VALUES))
+        .with_for_update()
     )
-    return int(conn.execute(statement).rowcount)
+    finished = list(conn.execute(locked).scalars())
+    if not finished:
+        return 0
+    conn.execute(delete(idempotency_keys).where(idempotency_keys.c.task_id.in_(finished)))
+    conn.execute(delete(task_events).where(task_events.c.task_id.in_(finished)))
+    conn.execute(delete(attempts).where(attempts.c.task_id.in_(finished)))
+    return int(conn.execute(delete(tasks).where(tasks.c.task_id.in_(finished))).rowcount)
 
 
 def delete_expired(
