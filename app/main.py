@@ -12,6 +12,7 @@ from app.api.auth import Authorization
 from app.api.docs import install_docs
 from app.api.errors import install_error_handlers
 from app.api.headers import DefensiveHeaders
+from app.api.hot_routes import HotRoutes
 from app.api.limits import BodySizeLimit
 from app.api.openapi import install_openapi
 from app.api.routes import (
@@ -31,7 +32,7 @@ from app.observe.http_metrics import HttpMetrics
 from app.observe.metrics import Metrics
 from app.replica import running_replica
 from app.service.dashboard import Dashboard
-from app.ui import install_dashboard
+from app.ui import guard_dashboard, install_dashboard
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +76,10 @@ def create_app(
         docs_url=None,  # served from the package by install_docs: no CDN
         redoc_url=None,
     )
-    app.add_middleware(Authorization)  # innermost: a refused request's body is never read
+    app.add_middleware(HotRoutes)  # innermost: answers the two hottest routes itself
+    app.add_middleware(Authorization)  # a refused request's body is never read
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    install_dashboard(app)
+    guard_dashboard(app)
     app.add_middleware(HttpMetrics, metrics=_replica_metrics)
     app.add_middleware(DefensiveHeaders)  # added last: outermost, so 413s carry them too
     install_error_handlers(app)
@@ -91,6 +93,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(debug.router)
+    install_dashboard(app)
     install_docs(app)
     install_openapi(app)
     return app

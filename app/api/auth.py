@@ -240,6 +240,7 @@ class Authorization:
         route = matched_route(app.router.routes, scope)
         if route is None:
             return None  # the router answers 404 or 405
+        scope["route"] = route  # as the router would: app.api.hot_routes may answer instead
         path = getattr(route, "path", "")
         access = rule_of(scope["method"], path)
         if access is None:

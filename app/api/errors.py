@@ -80,14 +80,31 @@ def _allowed_methods(request: Request) -> str:
     return ", ".join(allowed)
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(TaskbeatError)
-    async def on_taskbeat_error(_: Request, exc: TaskbeatError) -> JSONResponse:
+def error_answer(exc: Exception) -> JSONResponse:
+    """The answer to an exception a route raised: the handlers below, and the hot routes
+    (app.api.hot_routes), which answer without the app's exception middleware."""
+    if isinstance(exc, TaskbeatError):
         return error_response(exc.status_code, exc.code, str(exc), exc.headers or None)
-
-    @app.exception_handler(InvalidCursor)
-    async def on_invalid_cursor(_: Request, exc: InvalidCursor) -> JSONResponse:
+    if isinstance(exc, InvalidCursor):
         return error_response(422, "invalid_request", f"cursor: {exc}")
+    if isinstance(exc, HTTPException):
+        code = CODES.get(exc.status_code, HTTPStatus(exc.status_code).phrase.lower())
+        return error_response(
+            exc.status_code, code.replace(" ", "_"), str(exc.detail), dict(exc.headers or {})
+        )
+    if isinstance(exc, SQLAlchemyError):
+        log.warning("database error: %s", exc)
+        return error_response(503, "store_unavailable", "the database is unavailable")
+    log.exception("unhandled error", exc_info=exc)
+    return error_response(500, "internal_error", "internal error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def on_error(_: Request, exc: Exception) -> JSONResponse:
+        return error_answer(exc)
+
+    for kind in (TaskbeatError, InvalidCursor, SQLAlchemyError, Exception):
+        app.add_exception_handler(kind, on_error)
 
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -96,18 +113,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def on_http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        code = CODES.get(exc.status_code, HTTPStatus(exc.status_code).phrase.lower())
-        headers = dict(exc.headers or {})
+        answer = error_answer(exc)
         if exc.status_code == 405:
-            headers["Allow"] = _allowed_methods(request)
-        return error_response(exc.status_code, code.replace(" ", "_"), str(exc.detail), headers)
-
-    @app.exception_handler(SQLAlchemyError)
-    async def on_store_error(_: Request, exc: SQLAlchemyError) -> JSONResponse:
-        log.warning("database error: %s", exc)
-        return error_response(503, "store_unavailable", "the database is unavailable")
-
-    @app.exception_handler(Exception)
-    async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", exc_info=exc)
-        return error_response(500, "internal_error", "internal error")
+            answer.headers["Allow"] = _allowed_methods(request)
+        return answer

@@ -1,5 +1,6 @@
 """Path and header values parsed strictly at the edge, before anything else sees them."""
 
+import re
 from typing import Annotated
 
 from fastapi import Header, Path
@@ -8,7 +9,9 @@ from app.core.digits import ascii_int
 from app.domain.errors import InvalidRequest, NotFound
 from app.domain.models import is_task_id
 
-IDEMPOTENCY_KEY_PATTERN = r"^[\x20-\x7e]+$"  # printable ASCII
+PRINTABLE_ASCII = r"[\x20-\x7e]+"
+IDEMPOTENCY_KEY_PATTERN = f"^{PRINTABLE_ASCII}$"
+IDEMPOTENCY_KEY_MAX = 255
 MAX_EVENT_ID_DIGITS = 18  # event ids are attempt * 1000 + ...: far below 10**18
 
 
@@ -22,6 +25,11 @@ def parse_event_id(value: str | None) -> int:
         raise InvalidRequest(
             f"Last-Event-ID must be 1 to {MAX_EVENT_ID_DIGITS} ASCII digits"
         ) from None
+
+
+def is_idempotency_key(value: str) -> bool:
+    """What the Idempotency-Key header below accepts."""
+    return len(value) <= IDEMPOTENCY_KEY_MAX and re.fullmatch(PRINTABLE_ASCII, value) is not None
 
 
 async def task_id_in_path(
@@ -50,7 +58,7 @@ async def idempotency_key(
             "within TASKBEAT_IDEMPOTENCY_TTL_S answers the first task (200, "
             "Idempotent-Replayed: true); 1 to 255 printable ASCII characters",
             min_length=1,
-            max_length=255,
+            max_length=IDEMPOTENCY_KEY_MAX,
             pattern=IDEMPOTENCY_KEY_PATTERN,
         ),
     ] = None,

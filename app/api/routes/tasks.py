@@ -14,7 +14,7 @@ from app.api.deps import (
 from app.api.errors import error_responses
 from app.api.json_body import StrictJSONRoute
 from app.domain.models import TaskCreate, TaskPage, TaskPublic, TaskStatus
-from app.service.tasks import CANCEL_WAIT_S
+from app.service.tasks import CANCEL_WAIT_S, CreateAnswer
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"], route_class=StrictJSONRoute)
 # printable text only: a NUL or control character is no algorithm name (and PostgreSQL
@@ -54,11 +54,18 @@ async def create_task(
         max_unfinished=who.max_unfinished,
         idempotency_key=idempotency_key,
     )
-    response.headers["Location"] = f"/v1/tasks/{answer.task.task_id}"
-    if answer.replayed:
-        response.status_code = status.HTTP_200_OK
-        response.headers["Idempotent-Replayed"] = "true"
+    response.status_code, headers = create_answer_head(answer)
+    response.headers.update(headers)
     return answer.task
+
+
+def create_answer_head(answer: CreateAnswer) -> tuple[int, dict[str, str]]:
+    """A create's status and headers (here, and in app.api.hot_routes)."""
+    headers = {"Location": f"/v1/tasks/{answer.task.task_id}"}
+    if answer.replayed:
+        headers["Idempotent-Replayed"] = "true"
+        return status.HTTP_200_OK, headers
+    return status.HTTP_202_ACCEPTED, headers
 
 
 @router.get("", response_model=TaskPage, responses=error_responses(422, 503))
