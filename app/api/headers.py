@@ -1,6 +1,5 @@
 """Defensive headers on every answer: no MIME sniffing, no referrer, no caching."""
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 DEFENSIVE_HEADERS = {
@@ -9,6 +8,8 @@ DEFENSIVE_HEADERS = {
     # task data changes under the client's feet and may be private: never cache it
     "Cache-Control": "no-store",
 }
+RAW = [(name.lower().encode(), value.encode()) for name, value in DEFENSIVE_HEADERS.items()]
+NAMES = {name for name, _ in RAW}
 
 
 class DefensiveHeaders:
@@ -21,10 +22,9 @@ class DefensiveHeaders:
             return
 
         async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in DEFENSIVE_HEADERS.items():
-                    headers[name] = value
+            if message["type"] == "http.response.start":  # they replace any the app set
+                kept = [item for item in message.get("headers", ()) if item[0].lower() not in NAMES]
+                message["headers"] = kept + RAW
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -91,10 +91,16 @@ class KeyService:
             return True
         now = time.monotonic()
         if now - self._no_key_checked_at >= KEY_CACHE_S:
-            if await self.store.any():
+            # one look at a time: requests that come meanwhile answer from the last one
+            looked_at, self._no_key_checked_at = self._no_key_checked_at, now
+            try:
+                found = await self.store.any()
+            except BaseException:
+                self._no_key_checked_at = looked_at  # the next request looks again
+                raise
+            if found:
                 self._keys_seen_at = now
                 return True
-            self._no_key_checked_at = now
         return False
 
     async def start(self, *, host: str) -> None:
@@ -193,6 +199,7 @@ class KeyService:
         secret = new_secret()
         key = new_api_key(request, secret=secret, created_by=by.key_id)
         await self.store.insert(key=key)
+        self._keys_seen_at = time.monotonic()  # auth is on here from this answer on
         log_change(by, "created key", f"{key.key_id} ({key.name}, {key.role.value})")
         return ApiKeyCreated(
             **ApiKeyPublic.model_validate(key, from_attributes=True).model_dump(), secret=secret
