@@ -41,7 +41,7 @@ async def test_a_failed_look_is_tried_again_by_the_next_request(client) -> None:
 
     keys.store.any = broken
     keys._no_key_checked_at = float("-inf")
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="database gone"):
         await keys.required()
     keys.store.any = any_key
     assert await keys.required() is False  # looked again, not answered from the failure
