@@ -13,6 +13,17 @@ import anyio.abc
 
 from app.native._lib import JobChange, NativeLibrary
 
+# The reader wakes for deadlines on this grid: the waits that end within one tick end
+# together. Thousands of runs waiting for their next poll end thousands of waits a second,
+# and a timer per deadline kept the loop busy re-arming (the loop's timers fire by the
+# millisecond, a cancel scope that wakes early re-arms itself until its deadline).
+TICK_S = 0.01
+
+
+def tick_after(deadline: float) -> float:
+    """The first tick of the grid at or after `deadline`."""
+    return math.ceil(deadline / TICK_S) * TICK_S
+
 
 @dataclass(eq=False, slots=True)
 class _Wait:
@@ -37,8 +48,9 @@ class JobWatcher:
     waits on yet, so a wait that starts after the job finished returns at once; forget()
     drops the record (and ends its waits) before free().
 
-    Wait deadlines sit in one heap that the reader also serves: thousands of runs waiting
-    for their next poll cost one timer, not a cancel scope and a loop timer each.
+    Wait deadlines sit in one heap that the reader also serves, on a grid of TICK_S:
+    thousands of runs waiting for their next poll cost one timer, not a cancel scope and a
+    loop timer each, and one wake-up per tick at most.
     """
 
     _by_library: ClassVar[dict[int, "JobWatcher"]] = {}
@@ -74,7 +86,9 @@ class JobWatcher:
             while True:
                 self._dispatch()
                 self._expire(anyio.current_time())
-                self._sleep_until = self._deadlines[0][0] if self._deadlines else math.inf
+                self._sleep_until = (
+                    tick_after(self._deadlines[0][0]) if self._deadlines else math.inf
+                )
                 with anyio.CancelScope(deadline=self._sleep_until) as self._sleep:
                     await anyio.wait_readable(fd)
 
@@ -122,7 +136,7 @@ class JobWatcher:
         self._waits.setdefault(handle, []).append(wait)
         deadline = anyio.current_time() + timeout_s
         heapq.heappush(self._deadlines, (deadline, next(self._order), wait))
-        if deadline < self._sleep_until and self._sleep is not None:
+        if tick_after(deadline) < self._sleep_until and self._sleep is not None:
             self._sleep.cancel()  # the reader sleeps too long for this wait: re-arm it
         try:
             await wait.event.wait()

@@ -289,3 +289,32 @@ async def test_follow_starts_with_the_last_step_drained(
 
     assert moves == [50]
     watcher.forget(handle)
+
+
+@pytest.mark.parametrize("anyio_backend", [("asyncio", {"use_uvloop": True})])  # as served
+async def test_many_waits_end_on_the_grid_never_early_and_cheaply(
+    watcher: JobWatcher, submit: Submit
+) -> None:
+    """2,000 waits ending over 0.4 s (5,000 a second, as 15,000 runs polling every 3 s):
+    none ends before its time, all end, and the loop does not spin between them (a timer
+    per deadline re-armed itself until each one passed: about a core's worth)."""
+    handles = [submit(json.dumps({"hang": True})) for _ in range(50)]
+    early: list[float] = []
+    ended = 0
+
+    async def wait(handle: int, timeout_s: float) -> None:
+        nonlocal ended
+        started = anyio.current_time()
+        assert not await watcher.wait_finished(handle, timeout_s)
+        if anyio.current_time() - started < timeout_s:
+            early.append(timeout_s)
+        ended += 1
+
+    cpu_before = time.process_time()
+    async with anyio.create_task_group() as tg:
+        for i in range(2000):
+            tg.start_soon(wait, handles[i % len(handles)], 0.1 + random.uniform(0, 0.4))
+    cpu_s = time.process_time() - cpu_before
+    assert ended == 2000
+    assert early == []
+    assert cpu_s < 0.4, f"{cpu_s:.2f} s of CPU for 0.5 s of waits"
