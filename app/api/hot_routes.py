@@ -1,15 +1,16 @@
-"""The two hottest routes, `POST /v1/tasks` and `GET /v1/tasks/{task_id}`, answered on a
-short path: without Starlette's router, FastAPI's dependency solving and its validation of
-the answer against the response model, which took about half of the service's CPU per
-request (docs/benchmarks.md).
+"""The hottest routes, `POST /v1/tasks`, `GET /v1/tasks/{task_id}` and
+`POST /v1/tasks/{task_id}/cancel`, answered on a short path: without Starlette's router,
+FastAPI's dependency solving and its validation of the answer against the response model,
+which took about half of the service's CPU per request (docs/benchmarks.md).
 
 It is the innermost ASGI layer, so everything around a request stays as it is for every
 route: the access rule, the key's rate and the principal (app.api.auth), the body limit,
 the defensive headers and the HTTP metrics. It answers only a request it understands
 completely: a JSON body that is a valid create with a valid Idempotency-Key (if any), a
-well-formed task id. Anything else goes to the app (a read body replayed to it), so every
-refusal is the app's own answer; the routes stay declared there, for /openapi.json too. The
-task itself comes from the same service call, and is encoded as FastAPI encodes it.
+well-formed task id (a cancel's body, as the route's, is not read). Anything else goes to
+the app (a read body replayed to it), so every refusal is the app's own answer; the routes
+stay declared there, for /openapi.json too. The work is the routes' own (the same service
+calls), and the task is encoded as FastAPI encodes it.
 """
 
 import re
@@ -22,13 +23,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.api.auth import principal_of
 from app.api.errors import error_answer
 from app.api.params import is_idempotency_key
-from app.api.routes.tasks import create_answer_head
+from app.api.routes.tasks import cancel, create_answer_head
 from app.core import strict_json
 from app.domain.models import TaskCreate, TaskPublic, is_task_id
 from app.replica import ReplicaContext
 
 TASKS = "/v1/tasks"
 TASK_PATH = re.compile(r"/v1/tasks/([^/]+)")
+CANCEL_PATH = re.compile(r"/v1/tasks/([^/]+)/cancel")
 JSON_HEADERS = [(b"content-type", b"application/json")]
 TASK_JSON = TypeAdapter(TaskPublic)
 
@@ -107,6 +109,8 @@ class HotRoutes:
             return self._create
         if method == "GET" and (match := TASK_PATH.fullmatch(path)) and is_task_id(match[1]):
             return self._get
+        if method == "POST" and (match := CANCEL_PATH.fullmatch(path)) and is_task_id(match[1]):
+            return self._cancel
         return None
 
     async def _create(
@@ -152,3 +156,14 @@ class HotRoutes:
             await error_answer(exc)(scope, receive, send)
             return
         await send_json(send, 200, encoded(task))
+
+    async def _cancel(
+        self, context: ReplicaContext, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        task_id = scope["path"][len(TASKS) + 1 : -len("/cancel")]
+        try:
+            task = await cancel(task_id, context.service, context.watch, principal_of(scope))
+        except Exception as exc:
+            await error_answer(exc)(scope, receive, send)
+            return
+        await send_json(send, 202, encoded(task))

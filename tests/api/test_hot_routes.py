@@ -148,3 +148,24 @@ async def test_paths_near_a_tasks_are_the_apps(client, full) -> None:
     task = await wait_for(client, (await create(client, duration_ms=0))["task_id"])
     for path in (f"/v1/tasks/{task['task_id']}/", f"/v1/tasks/{task['task_id']}/attempts"):
         same_answer(await client.get(path), await full.get(path))
+
+
+async def test_a_cancel_answers_as_the_route_does(client, full) -> None:
+    one, other = [await create(client, duration_ms=60_000) for _ in range(2)]
+    for task in (one, other):
+        await wait_for(client, task["task_id"], {"running"})
+    hot = await client.post(f"/v1/tasks/{one['task_id']}/cancel")
+    slow = await full.post(f"/v1/tasks/{other['task_id']}/cancel")
+    assert hot.status_code == slow.status_code == 202
+    assert hot.headers.keys() == slow.headers.keys()
+    assert hot.json()["status"] == "cancelled"
+    volatile = VOLATILE | {"finished_at", "heartbeat_at"}
+    shown = {key: value for key, value in hot.json().items() if key not in volatile}
+    assert shown == {key: value for key, value in slow.json().items() if key not in volatile}
+    again = f"/v1/tasks/{one['task_id']}/cancel"  # finished now: the route's 409
+    same_answer(await client.post(again), await full.post(again))
+    for odd in (new_task_id(), "nope", new_task_id().upper()):
+        path = f"/v1/tasks/{odd}/cancel"
+        hot = await client.post(path)
+        same_answer(hot, await full.post(path))
+        assert hot.status_code == 404

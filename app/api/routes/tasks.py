@@ -13,8 +13,10 @@ from app.api.deps import (
 )
 from app.api.errors import error_responses
 from app.api.json_body import StrictJSONRoute
+from app.domain.keys import Principal
 from app.domain.models import TaskCreate, TaskPage, TaskPublic, TaskStatus
-from app.service.tasks import CANCEL_WAIT_S, CreateAnswer
+from app.service.tasks import CANCEL_WAIT_S, CreateAnswer, TaskService
+from app.service.waits import TaskWatcher
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"], route_class=StrictJSONRoute)
 # printable text only: a NUL or control character is no algorithm name (and PostgreSQL
@@ -128,6 +130,13 @@ async def cancel_task(
     task_id: TaskIdDep, service: ServiceDep, watch: WatchDep, who: PrincipalDep
 ) -> TaskPublic:
     """Cancels the task; answers once its run has stopped (or after a short wait)."""
+    return await cancel(task_id, service, watch, who)
+
+
+async def cancel(
+    task_id: str, service: TaskService, watch: TaskWatcher, who: Principal
+) -> TaskPublic:
+    """The cancel route's work (here, and in app.api.hot_routes)."""
     task = await service.cancel(task_id, visible_to=who.task_scope, api_key_id=who.key_id)
     if not task.status.finished:  # running on another replica: wait for its word
         task = await watch.wait(task_id, CANCEL_WAIT_S)
