@@ -15,9 +15,11 @@ calls), and the task is encoded as FastAPI encodes it.
 
 import re
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 from pydantic import TypeAdapter, ValidationError
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.auth import principal_of
@@ -48,18 +50,6 @@ def idempotency_key_of(scope: Scope) -> tuple[bool, str | None]:
         return True, None
     key = values[0].decode("latin-1")
     return len(values) == 1 and is_idempotency_key(key), key
-
-
-async def read_body(receive: Receive) -> bytes | None:
-    """The whole body; None when the client went away first."""
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
 
 
 def replaying(body: bytes, receive: Receive) -> Receive:
@@ -108,9 +98,9 @@ class HotRoutes:
         if method == "POST" and path == TASKS:
             return self._create
         if method == "GET" and (match := TASK_PATH.fullmatch(path)) and is_task_id(match[1]):
-            return self._get
+            return partial(self._get, match[1])
         if method == "POST" and (match := CANCEL_PATH.fullmatch(path)) and is_task_id(match[1]):
-            return self._cancel
+            return partial(self._cancel, match[1])
         return None
 
     async def _create(
@@ -121,11 +111,11 @@ class HotRoutes:
             await self.app(scope, receive, send)
             return
         try:
-            body = await read_body(receive)
+            body = await Request(scope, receive).body()
+        except ClientDisconnect:
+            return
         except HTTPException as exc:  # over the body limit (app.api.limits)
             await error_answer(exc)(scope, receive, send)
-            return
-        if body is None:
             return
         try:
             request = TaskCreate.model_validate(strict_json.loads(body))
@@ -147,9 +137,8 @@ class HotRoutes:
         await send_json(send, status, encoded(answer.task), headers)
 
     async def _get(
-        self, context: ReplicaContext, scope: Scope, receive: Receive, send: Send
+        self, task_id: str, context: ReplicaContext, scope: Scope, receive: Receive, send: Send
     ) -> None:
-        task_id = scope["path"][len(TASKS) + 1 :]
         try:
             task = await context.service.get(task_id, visible_to=principal_of(scope).task_scope)
         except Exception as exc:
@@ -158,9 +147,8 @@ class HotRoutes:
         await send_json(send, 200, encoded(task))
 
     async def _cancel(
-        self, context: ReplicaContext, scope: Scope, receive: Receive, send: Send
+        self, task_id: str, context: ReplicaContext, scope: Scope, receive: Receive, send: Send
     ) -> None:
-        task_id = scope["path"][len(TASKS) + 1 : -len("/cancel")]
         try:
             task = await cancel(task_id, context.service, context.watch, principal_of(scope))
         except Exception as exc:
